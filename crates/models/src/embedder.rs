@@ -1,0 +1,409 @@
+//! The multilingual-e5 sentence embedder: a BERT encoder whose weight matrices stay Q4_0 in
+//! memory (candle's quantised matmul), mean pooling over the attention mask and L2
+//! normalisation, with the e5 `query: ` / `passage: ` prefixes.
+
+use std::path::Path;
+
+use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor, D};
+use tracing::instrument;
+
+use crate::convert::keys;
+use crate::e5s::{Hparams, Vocab};
+use crate::error::{Error, Result};
+use crate::unigram::UnigramTokenizer;
+
+/// Which side of the retrieval pair a text is on (e5 prefixes differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    Query,
+    Passage,
+}
+
+impl TextKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            TextKind::Query => "query: ",
+            TextKind::Passage => "passage: ",
+        }
+    }
+}
+
+/// Settings for [`E5Embedder`].
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbedderConfig {
+    /// Upper bound on `batch × padded length` tokens per forward pass (memory bound).
+    pub max_batch_tokens: usize,
+}
+
+impl Default for EmbedderConfig {
+    fn default() -> Self {
+        EmbedderConfig {
+            max_batch_tokens: 4096,
+        }
+    }
+}
+
+struct Linear {
+    w: QMatMul,
+    b: Tensor,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.w.forward(x)?.broadcast_add(&self.b)
+    }
+}
+
+struct Norm {
+    w: Tensor,
+    b: Tensor,
+    eps: f64,
+}
+
+impl Norm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        xn.broadcast_mul(&self.w)?.broadcast_add(&self.b)
+    }
+}
+
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    attn_norm: Norm,
+    up: Linear,
+    down: Linear,
+    out_norm: Norm,
+}
+
+/// A loaded e5 encoder with its tokenizer.
+pub struct E5Embedder {
+    hp: Hparams,
+    tokenizer: UnigramTokenizer,
+    word: QTensor,
+    pos: Tensor,
+    token_type: Tensor,
+    emb_norm: Norm,
+    layers: Vec<Layer>,
+    device: Device,
+    config: EmbedderConfig,
+    id: String,
+}
+
+fn meta_u32(c: &gguf_file::Content, key: &str) -> std::result::Result<u32, String> {
+    c.metadata
+        .get(key)
+        .ok_or_else(|| format!("metadata `{key}` missing"))?
+        .to_u32()
+        .map_err(|e| format!("metadata `{key}`: {e}"))
+}
+
+fn meta_array<'a>(
+    c: &'a gguf_file::Content,
+    key: &str,
+) -> std::result::Result<&'a Vec<gguf_file::Value>, String> {
+    c.metadata
+        .get(key)
+        .ok_or_else(|| format!("metadata `{key}` missing"))?
+        .to_vec()
+        .map_err(|e| format!("metadata `{key}`: {e}"))
+}
+
+fn u32_array(c: &gguf_file::Content, key: &str) -> std::result::Result<Vec<u32>, String> {
+    meta_array(c, key)?
+        .iter()
+        .map(|v| v.to_u32().map_err(|e| format!("metadata `{key}`: {e}")))
+        .collect()
+}
+
+impl E5Embedder {
+    /// Loads a GGUF written by [`crate::convert::e5s_to_gguf`]. `id` names the embedder in index
+    /// metadata (model name plus file checksum), so an index built by another model is detected.
+    #[instrument(skip_all, fields(path = %path.display()))]
+    pub fn load(path: &Path, id: impl Into<String>, config: EmbedderConfig) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::MissingAsset {
+                name: "embedder".into(),
+                path: path.to_path_buf(),
+            },
+            _ => Error::io("opening", path, e),
+        })?;
+        // SAFETY: the file is opened read-only and only read through this map; the asset cache
+        // replaces model files by atomic rename, never by writing into an existing file.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("mapping", path, e))?;
+        let bad = |reason: String| Error::Format {
+            path: path.to_path_buf(),
+            format: "e5 GGUF",
+            reason,
+        };
+        let mut reader = std::io::Cursor::new(&map[..]);
+        let content = gguf_file::Content::read(&mut reader).map_err(|e| bad(e.to_string()))?;
+        let arch = content
+            .metadata
+            .get(keys::ARCH)
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if arch != "bert" {
+            return Err(bad(format!("architecture `{arch}`, expected `bert`")));
+        }
+        let hp = Hparams {
+            hidden: meta_u32(&content, keys::HIDDEN).map_err(bad)? as usize,
+            layers: meta_u32(&content, keys::LAYERS).map_err(bad)? as usize,
+            heads: meta_u32(&content, keys::HEADS).map_err(bad)? as usize,
+            ff: meta_u32(&content, keys::FF).map_err(bad)? as usize,
+            vocab_rows: 0,
+            max_positions: meta_u32(&content, keys::CONTEXT).map_err(bad)? as usize,
+            type_vocab: 0,
+            eps: content
+                .metadata
+                .get(keys::EPS)
+                .and_then(|v| v.to_f32().ok())
+                .ok_or_else(|| bad("layer-norm epsilon missing".into()))?,
+        };
+        let pieces = meta_array(&content, keys::TOKENS)
+            .map_err(bad)?
+            .iter()
+            .map(|v| v.to_string().cloned())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        let scores = meta_array(&content, keys::SCORES)
+            .map_err(bad)?
+            .iter()
+            .map(|v| v.to_f32())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        if pieces.len() != scores.len() || pieces.is_empty() {
+            return Err(bad("tokenizer pieces and scores differ in length".into()));
+        }
+        let cps = u32_array(&content, keys::NORM_CP).map_err(bad)?;
+        let lens = u32_array(&content, keys::NORM_LEN).map_err(bad)?;
+        let outs = u32_array(&content, keys::NORM_OUT).map_err(bad)?;
+        if cps.len() != lens.len() || lens.iter().map(|&l| l as usize).sum::<usize>() != outs.len()
+        {
+            return Err(bad("normaliser table is inconsistent".into()));
+        }
+        let mut normalizer = Vec::with_capacity(cps.len());
+        let mut at = 0usize;
+        for (cp, len) in cps.into_iter().zip(lens) {
+            normalizer.push((cp, outs[at..at + len as usize].to_vec()));
+            at += len as usize;
+        }
+        let vocab = Vocab {
+            pieces,
+            scores,
+            bos: meta_u32(&content, keys::BOS).map_err(bad)?,
+            eos: meta_u32(&content, keys::EOS).map_err(bad)?,
+            pad: meta_u32(&content, keys::PAD).map_err(bad)?,
+            unk: meta_u32(&content, keys::UNK).map_err(bad)?,
+        };
+        let tokenizer = UnigramTokenizer::new(vocab, normalizer);
+
+        let device = Device::Cpu;
+        let mut get = |name: &str| -> Result<QTensor> {
+            content
+                .tensor(&mut reader, name, &device)
+                .map_err(|e| bad(format!("tensor `{name}`: {e}")))
+        };
+        let eps = hp.eps as f64;
+        let word = get("token_embd.weight")?;
+        let pos = get("position_embd.weight")?.dequantize(&device)?;
+        let token_type = get("token_types.weight")?.dequantize(&device)?.get(0)?;
+        let emb_norm = Norm {
+            w: get("token_embd_norm.weight")?.dequantize(&device)?,
+            b: get("token_embd_norm.bias")?.dequantize(&device)?,
+            eps,
+        };
+        let mut layers = Vec::with_capacity(hp.layers);
+        for l in 0..hp.layers {
+            let mut lin = |part: &str| -> Result<Linear> {
+                Ok(Linear {
+                    w: QMatMul::from_qtensor(get(&format!("blk.{l}.{part}.weight"))?)?,
+                    b: get(&format!("blk.{l}.{part}.bias"))?.dequantize(&device)?,
+                })
+            };
+            let q = lin("attn_q")?;
+            let k = lin("attn_k")?;
+            let v = lin("attn_v")?;
+            let o = lin("attn_output")?;
+            let up = lin("ffn_up")?;
+            let down = lin("ffn_down")?;
+            let mut norm = |part: &str| -> Result<Norm> {
+                Ok(Norm {
+                    w: get(&format!("blk.{l}.{part}.weight"))?.dequantize(&device)?,
+                    b: get(&format!("blk.{l}.{part}.bias"))?.dequantize(&device)?,
+                    eps,
+                })
+            };
+            let attn_norm = norm("attn_output_norm")?;
+            let out_norm = norm("layer_output_norm")?;
+            layers.push(Layer {
+                attn_norm,
+                out_norm,
+                q,
+                k,
+                v,
+                o,
+                up,
+                down,
+            });
+        }
+        Ok(E5Embedder {
+            hp,
+            tokenizer,
+            word,
+            pos,
+            token_type,
+            emb_norm,
+            layers,
+            device,
+            config,
+            id: id.into(),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn dim(&self) -> usize {
+        self.hp.hidden
+    }
+
+    pub fn tokenizer(&self) -> &UnigramTokenizer {
+        &self.tokenizer
+    }
+
+    /// Number of model tokens (with `<s>`/`</s>`, before windowing) for a text.
+    pub fn token_count(&self, text: &str, kind: TextKind) -> usize {
+        self.tokenizer
+            .encode(&format!("{}{text}", kind.prefix()))
+            .len()
+            + 2
+    }
+
+    /// Embeds texts; each result is L2-normalised and `dim()` long. Texts longer than the
+    /// model's 512 positions are split into windows whose mean-pooled vectors are averaged,
+    /// weighted by their token counts (as the reference engine does).
+    #[instrument(skip_all, fields(n = texts.len(), kind = ?kind))]
+    pub fn embed(&self, texts: &[&str], kind: TextKind) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let window = self.hp.max_positions - 2;
+        // (text index, token ids with specials, weight)
+        let mut windows: Vec<(usize, Vec<u32>, f32)> = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            let content = self.tokenizer.encode(&format!("{}{text}", kind.prefix()));
+            let chunks: Vec<&[u32]> = if content.is_empty() {
+                vec![&[][..]]
+            } else {
+                content.chunks(window).collect()
+            };
+            for chunk in chunks {
+                let mut ids = Vec::with_capacity(chunk.len() + 2);
+                ids.push(self.tokenizer.vocab().bos);
+                ids.extend_from_slice(chunk);
+                ids.push(self.tokenizer.vocab().eos);
+                windows.push((i, ids, chunk.len().max(1) as f32));
+            }
+        }
+        // Longest first, so batches pad little.
+        let mut order: Vec<usize> = (0..windows.len()).collect();
+        order.sort_by_key(|&w| std::cmp::Reverse(windows[w].1.len()));
+        let h = self.hp.hidden;
+        let mut sums = vec![vec![0f32; h]; texts.len()];
+        let mut weights = vec![0f32; texts.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let max_len = windows[order[start]].1.len();
+            let per_batch = (self.config.max_batch_tokens / max_len).max(1);
+            let end = (start + per_batch).min(order.len());
+            let batch: Vec<&[u32]> = order[start..end]
+                .iter()
+                .map(|&w| windows[w].1.as_slice())
+                .collect();
+            let pooled = self.forward_pooled(&batch)?;
+            for (row, &w) in pooled.iter().zip(&order[start..end]) {
+                let (ti, _, weight) = &windows[w];
+                for (s, x) in sums[*ti].iter_mut().zip(row) {
+                    *s += weight * x;
+                }
+                weights[*ti] += weight;
+            }
+            start = end;
+        }
+        Ok(sums
+            .into_iter()
+            .zip(weights)
+            .map(|(mut v, w)| {
+                let inv = if w > 0.0 { 1.0 / w } else { 1.0 };
+                v.iter_mut().for_each(|x| *x *= inv);
+                let norm = v.iter().map(|x| x * x).sum::<f32>().max(1e-12).sqrt();
+                v.iter_mut().for_each(|x| *x /= norm);
+                v
+            })
+            .collect())
+    }
+
+    /// Runs one padded batch and returns each sequence's mean-pooled hidden state.
+    fn forward_pooled(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let b = batch.len();
+        let l = batch.iter().map(|s| s.len()).max().unwrap_or(0);
+        if l == 0 {
+            return Err(Error::EmptyInput);
+        }
+        let (hd, nh, h) = (self.hp.hidden / self.hp.heads, self.hp.heads, self.hp.hidden);
+        let mut ids = vec![self.tokenizer.vocab().pad; b * l];
+        let mut mask = vec![0f32; b * l];
+        for (i, seq) in batch.iter().enumerate() {
+            ids[i * l..i * l + seq.len()].copy_from_slice(seq);
+            mask[i * l..i * l + seq.len()].iter_mut().for_each(|m| *m = 1.0);
+        }
+        let dev = &self.device;
+        let ids = Tensor::from_vec(ids, (b, l), dev)?;
+        let mask = Tensor::from_vec(mask, (b, l), dev)?;
+        let x = self.word.embedding(&ids)?;
+        let x = x
+            .broadcast_add(&self.pos.narrow(0, 0, l)?)?
+            .broadcast_add(&self.token_type)?;
+        let mut x = self.emb_norm.forward(&x)?;
+        // Additive attention bias: 0 for real tokens, a large negative number for padding.
+        let bias = ((mask.clone() - 1.0)? * 1e9)?.reshape((b, 1, 1, l))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        for layer in &self.layers {
+            let split = |t: Tensor| -> candle_core::Result<Tensor> {
+                t.reshape((b, l, nh, hd))?.transpose(1, 2)?.contiguous()
+            };
+            let q = split(layer.q.forward(&x)?)?;
+            let k = split(layer.k.forward(&x)?)?;
+            let v = split(layer.v.forward(&x)?)?;
+            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&bias)?;
+            let max = scores.max_keepdim(D::Minus1)?;
+            let e = scores.broadcast_sub(&max)?.exp()?;
+            let probs = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+            let ctx = probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((b, l, h))?;
+            let attn = layer.o.forward(&ctx)?;
+            x = layer.attn_norm.forward(&(x + attn)?)?;
+            let mid = layer.up.forward(&x)?.gelu_erf()?;
+            let ffn = layer.down.forward(&mid)?;
+            x = layer.out_norm.forward(&(x + ffn)?)?;
+        }
+        let m = mask.unsqueeze(2)?;
+        let summed = x.broadcast_mul(&m)?.sum(1)?;
+        let counts = m.sum(1)?;
+        let pooled = summed.broadcast_div(&counts)?.to_dtype(DType::F32)?;
+        Ok(pooled.to_vec2::<f32>()?)
+    }
+}

@@ -1,0 +1,3 @@
+mod assets;
+mod real;
+mod tiny;

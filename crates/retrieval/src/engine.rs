@@ -1,0 +1,504 @@
+//! The retriever: owns the index directory (BM25 index, vector store, manifest and the
+//! versions they were built with), ingests documents idempotently and answers searches.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use knowledge::{chunk_document, Chunk, ChunkConfig, LoadedDocument};
+use serde::{Deserialize, Serialize};
+use tracing::instrument;
+
+use crate::error::{Error, Result};
+use crate::fusion::{rrf, RankedList};
+use crate::lexical::LexicalIndex;
+use crate::qdrant::QdrantStore;
+use crate::tokenizer::tokenizer_version;
+use crate::vector::{FlatStore, VectorPoint, VectorStore};
+use crate::{Contribution, Embedder, Mode, SearchFilter};
+
+/// Bumped when the on-disk layout of an index changes.
+const SCHEMA_VERSION: u32 = 1;
+
+/// Which vector store backs dense retrieval.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
+pub enum VectorBackend {
+    /// The embedded exact store in the index directory.
+    #[default]
+    Flat,
+    /// A Qdrant server (or cluster) over gRPC.
+    Qdrant {
+        url: String,
+        collection: String,
+        #[serde(default)]
+        api_key: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrieverConfig {
+    /// RRF constant `k`: larger flattens the rank curve.
+    pub rrf_k: f64,
+    /// Candidates taken from each retriever before fusion.
+    pub candidates: usize,
+    pub bm25_weight: f64,
+    pub dense_weight: f64,
+    /// Passages per embedding call.
+    pub embed_batch: usize,
+    pub chunk: ChunkConfig,
+    pub vectors: VectorBackend,
+}
+
+impl Default for RetrieverConfig {
+    fn default() -> Self {
+        RetrieverConfig {
+            rrf_k: 60.0,
+            candidates: 50,
+            bm25_weight: 1.0,
+            dense_weight: 1.0,
+            embed_batch: 32,
+            chunk: ChunkConfig::default(),
+            vectors: VectorBackend::Flat,
+        }
+    }
+}
+
+/// The versions an index was built with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct IndexMeta {
+    schema: u32,
+    tokenizer: String,
+    embedder: String,
+    dim: usize,
+    chunking: usize,
+    vectors: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ManifestEntry {
+    hash: String,
+    source: PathBuf,
+    chunks: Vec<Chunk>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Manifest {
+    docs: BTreeMap<String, ManifestEntry>,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IngestReport {
+    pub added: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub removed: usize,
+    pub chunks_embedded: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    pub k: usize,
+    pub mode: Mode,
+    pub filter: SearchFilter,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            k: 10,
+            mode: Mode::Hybrid,
+            filter: SearchFilter::default(),
+        }
+    }
+}
+
+/// A ranked section with its score and, for `--explain`, what each retriever contributed.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    pub chunk: Chunk,
+    pub score: f64,
+    pub contributions: Vec<Contribution>,
+}
+
+pub struct Retriever {
+    dir: Option<PathBuf>,
+    lexical: LexicalIndex,
+    vectors: Box<dyn VectorStore>,
+    embedder: Arc<dyn Embedder>,
+    config: RetrieverConfig,
+    manifest: Manifest,
+    chunks: HashMap<String, Chunk>,
+    /// Why the index was rebuilt on open, if it was.
+    rebuilt: Option<String>,
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io("writing", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("renaming", &tmp, e))
+}
+
+impl Retriever {
+    /// Opens the index in `dir` (created if absent), or an in-memory one when `dir` is `None`.
+    /// An index built with another tokenizer, embedder or layout, or one whose files are
+    /// damaged, is wiped and rebuilt empty (see [`Retriever::rebuilt`]), never mixed.
+    pub async fn open(
+        dir: Option<&Path>,
+        embedder: Arc<dyn Embedder>,
+        config: RetrieverConfig,
+    ) -> Result<Self> {
+        let backend_name = match &config.vectors {
+            VectorBackend::Flat => "flat".to_string(),
+            VectorBackend::Qdrant { url, collection, .. } => format!("qdrant:{url}/{collection}"),
+        };
+        let meta = IndexMeta {
+            schema: SCHEMA_VERSION,
+            tokenizer: tokenizer_version(),
+            embedder: embedder.id(),
+            dim: embedder.dim(),
+            chunking: config.chunk.max_chars,
+            vectors: backend_name,
+        };
+        let Some(dir) = dir else {
+            let vectors: Box<dyn VectorStore> = Self::open_vectors(None, &config, meta.dim).await?;
+            vectors.clear().await?;
+            return Ok(Retriever {
+                dir: None,
+                lexical: LexicalIndex::in_memory()?,
+                vectors,
+                embedder,
+                config,
+                manifest: Manifest::default(),
+                chunks: HashMap::new(),
+                rebuilt: None,
+            });
+        };
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        let meta_path = dir.join("meta.json");
+        let mut rebuilt = match std::fs::read(&meta_path) {
+            Err(_) if !dir.join("manifest.json").exists() => None,
+            Err(_) => Some("index metadata missing".to_string()),
+            Ok(bytes) => match serde_json::from_slice::<IndexMeta>(&bytes) {
+                Ok(old) if old == meta => None,
+                Ok(old) => Some(describe_change(&old, &meta)),
+                Err(_) => Some("index metadata unreadable".to_string()),
+            },
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if rebuilt.is_some() {
+                tracing::warn!(reason = rebuilt.as_deref().unwrap_or(""), "rebuilding the index");
+                for name in ["lexical", "vectors.bin", "manifest.json", "meta.json"] {
+                    let p = dir.join(name);
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+            match Self::open_parts(dir, &config, &meta).await {
+                Ok((lexical, vectors, manifest)) => {
+                    if rebuilt.is_some() {
+                        vectors.clear().await?;
+                    }
+                    write_atomic(&meta_path, &serde_json::to_vec_pretty(&meta).expect("meta"))?;
+                    let chunks = manifest
+                        .docs
+                        .values()
+                        .flat_map(|e| e.chunks.iter().map(|c| (c.id.clone(), c.clone())))
+                        .collect();
+                    return Ok(Retriever {
+                        dir: Some(dir.to_path_buf()),
+                        lexical,
+                        vectors,
+                        embedder,
+                        config,
+                        manifest,
+                        chunks,
+                        rebuilt,
+                    });
+                }
+                Err(e) if attempt == 1 && is_damage(&e) => {
+                    rebuilt = Some(format!("index files damaged: {e:#}"));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn open_parts(
+        dir: &Path,
+        config: &RetrieverConfig,
+        meta: &IndexMeta,
+    ) -> Result<(LexicalIndex, Box<dyn VectorStore>, Manifest)> {
+        let lexical = LexicalIndex::open_or_create(&dir.join("lexical"))?;
+        let vectors = Self::open_vectors(Some(dir), config, meta.dim).await?;
+        let mpath = dir.join("manifest.json");
+        let manifest = match std::fs::read(&mpath) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::Manifest {
+                path: mpath.clone(),
+                source,
+            })?,
+            Err(_) => Manifest::default(),
+        };
+        Ok((lexical, vectors, manifest))
+    }
+
+    async fn open_vectors(
+        dir: Option<&Path>,
+        config: &RetrieverConfig,
+        dim: usize,
+    ) -> Result<Box<dyn VectorStore>> {
+        Ok(match &config.vectors {
+            VectorBackend::Flat => match dir {
+                Some(d) => Box::new(FlatStore::open(&d.join("vectors.bin"), dim)?),
+                None => Box::new(FlatStore::in_memory(dim)),
+            },
+            VectorBackend::Qdrant {
+                url,
+                collection,
+                api_key,
+            } => Box::new(QdrantStore::connect(url, api_key.clone(), collection, dim).await?),
+        })
+    }
+
+    /// Why the index was rebuilt when it was opened (another tokenizer or embedder, damage).
+    pub fn rebuilt(&self) -> Option<&str> {
+        self.rebuilt.as_deref()
+    }
+
+    pub fn vector_backend(&self) -> &'static str {
+        self.vectors.name()
+    }
+
+    pub fn num_documents(&self) -> usize {
+        self.manifest.docs.len()
+    }
+
+    pub fn num_chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    pub fn chunk(&self, id: &str) -> Option<&Chunk> {
+        self.chunks.get(id)
+    }
+
+    /// Brings the index in line with `docs`. Unchanged documents (same content hash) cost
+    /// nothing; changed ones are replaced; documents previously ingested from a file under one
+    /// of `scope` but absent now are removed, except those from `keep_sources` (files that
+    /// failed to load this time: a broken file never deletes what was indexed from it).
+    #[instrument(skip_all, fields(docs = docs.len()))]
+    pub async fn ingest(
+        &mut self,
+        docs: Vec<LoadedDocument>,
+        scope: &[PathBuf],
+        keep_sources: &HashSet<PathBuf>,
+        progress: &(dyn Fn(usize, usize) + Send + Sync),
+    ) -> Result<IngestReport> {
+        let mut report = IngestReport::default();
+        let mut present = HashSet::new();
+        let mut to_index: Vec<(LoadedDocument, String)> = Vec::new();
+        let mut replaced: Vec<String> = Vec::new();
+        for d in docs {
+            let id = d.document.id.clone();
+            if !present.insert(id.clone()) {
+                continue;
+            }
+            let hash = d.document.content_hash();
+            match self.manifest.docs.get(&id) {
+                Some(e) if e.hash == hash => {
+                    report.unchanged += 1;
+                    if e.source != d.source {
+                        if let Some(e) = self.manifest.docs.get_mut(&id) {
+                            e.source = d.source.clone();
+                        }
+                    }
+                }
+                Some(_) => {
+                    report.updated += 1;
+                    replaced.push(id);
+                    to_index.push((d, hash));
+                }
+                None => {
+                    report.added += 1;
+                    to_index.push((d, hash));
+                }
+            }
+        }
+        let removed: Vec<String> = self
+            .manifest
+            .docs
+            .iter()
+            .filter(|(id, e)| {
+                !present.contains(*id)
+                    && scope.iter().any(|s| e.source.starts_with(s))
+                    && !keep_sources.contains(&e.source)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        report.removed = removed.len();
+
+        let gone: Vec<String> = replaced.iter().chain(&removed).cloned().collect();
+        for id in &gone {
+            self.lexical.delete_doc(id)?;
+            if let Some(e) = self.manifest.docs.remove(id) {
+                for c in e.chunks {
+                    self.chunks.remove(&c.id);
+                }
+            }
+        }
+        if !gone.is_empty() {
+            self.vectors.delete_docs(&gone).await?;
+        }
+
+        let mut new_chunks: Vec<Chunk> = Vec::new();
+        let mut entries = Vec::new();
+        for (d, hash) in to_index {
+            // Defensive: a stale manifest (crash before it was written) must not duplicate.
+            self.lexical.delete_doc(&d.document.id)?;
+            let chunks = chunk_document(&d.document, &self.config.chunk);
+            new_chunks.extend(chunks.iter().cloned());
+            entries.push((d.document.id.clone(), ManifestEntry { hash, source: d.source, chunks }));
+        }
+        let fresh: Vec<String> = entries.iter().map(|(id, _)| id.clone()).collect();
+        if !fresh.is_empty() {
+            self.vectors.delete_docs(&fresh).await?;
+        }
+        let total = new_chunks.len();
+        progress(0, total);
+        for batch in new_chunks.chunks(self.config.embed_batch.max(1)) {
+            let texts: Vec<String> = batch.iter().map(Chunk::search_text).collect();
+            let embedder = self.embedder.clone();
+            let vectors = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                embedder.embed_passages(&refs)
+            })
+            .await?
+            .map_err(Error::Embed)?;
+            let mut points = Vec::with_capacity(batch.len());
+            for (c, v) in batch.iter().zip(vectors) {
+                if v.len() != self.embedder.dim() {
+                    return Err(Error::Dimension {
+                        expected: self.embedder.dim(),
+                        got: v.len(),
+                    });
+                }
+                self.lexical.add(c)?;
+                points.push(VectorPoint {
+                    chunk_id: c.id.clone(),
+                    doc_id: c.doc_id.clone(),
+                    bureau: c.bureau.clone(),
+                    category: c.category.clone(),
+                    vector: v,
+                });
+            }
+            self.vectors.upsert(points).await?;
+            report.chunks_embedded += batch.len();
+            progress(report.chunks_embedded, total);
+        }
+        for (id, e) in entries {
+            for c in &e.chunks {
+                self.chunks.insert(c.id.clone(), c.clone());
+            }
+            self.manifest.docs.insert(id, e);
+        }
+        self.lexical.commit()?;
+        self.vectors.flush().await?;
+        if let Some(dir) = &self.dir {
+            let bytes = serde_json::to_vec(&self.manifest).expect("manifest serialises");
+            write_atomic(&dir.join("manifest.json"), &bytes)?;
+        }
+        Ok(report)
+    }
+
+    /// Ranked sections for a query.
+    #[instrument(skip_all, fields(k = opts.k, mode = ?opts.mode))]
+    pub async fn search(&self, query: &str, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        let n = self.config.candidates.max(opts.k);
+        let bm25 = if opts.mode != Mode::Dense {
+            self.lexical.search(query, n, &opts.filter)?
+        } else {
+            Vec::new()
+        };
+        let dense = if opts.mode != Mode::Bm25 {
+            let embedder = self.embedder.clone();
+            let q = query.to_string();
+            let v = tokio::task::spawn_blocking(move || embedder.embed_query(&q))
+                .await?
+                .map_err(Error::Embed)?;
+            self.vectors.search(&v, n, &opts.filter).await?
+        } else {
+            Vec::new()
+        };
+        let lists = [
+            RankedList {
+                name: "bm25",
+                weight: self.config.bm25_weight,
+                hits: &bm25,
+            },
+            RankedList {
+                name: "dense",
+                weight: self.config.dense_weight,
+                hits: &dense,
+            },
+        ];
+        let fused = rrf(&lists, self.config.rrf_k);
+        Ok(fused
+            .into_iter()
+            .filter_map(|f| {
+                let chunk = self.chunks.get(&f.chunk_id)?.clone();
+                let score = match opts.mode {
+                    Mode::Hybrid => f.score,
+                    _ => f.contributions.first().map(|c| c.raw_score as f64).unwrap_or(0.0),
+                };
+                Some(SearchHit {
+                    chunk,
+                    score,
+                    contributions: f.contributions,
+                })
+            })
+            .take(opts.k)
+            .collect())
+    }
+}
+
+/// Document ids in rank order, each once (best section first).
+pub fn rank_documents(hits: &[SearchHit]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    hits.iter()
+        .filter(|h| seen.insert(h.chunk.doc_id.clone()))
+        .map(|h| h.chunk.doc_id.clone())
+        .collect()
+}
+
+fn is_damage(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::CorruptVectors { .. } | Error::Manifest { .. } | Error::Index(_) | Error::OpenDirectory(_)
+    )
+}
+
+fn describe_change(old: &IndexMeta, new: &IndexMeta) -> String {
+    let mut parts = Vec::new();
+    if old.schema != new.schema {
+        parts.push(format!("layout {} → {}", old.schema, new.schema));
+    }
+    if old.tokenizer != new.tokenizer {
+        parts.push(format!("tokenizer {} → {}", old.tokenizer, new.tokenizer));
+    }
+    if old.embedder != new.embedder || old.dim != new.dim {
+        parts.push(format!("embedder {} → {}", old.embedder, new.embedder));
+    }
+    if old.chunking != new.chunking {
+        parts.push(format!("chunk size {} → {}", old.chunking, new.chunking));
+    }
+    if old.vectors != new.vectors {
+        parts.push(format!("vector store {} → {}", old.vectors, new.vectors));
+    }
+    format!("index was built with a different configuration: {}", parts.join(", "))
+}
