@@ -46,7 +46,8 @@ pub const EMBEDDER: AssetSpec = AssetSpec {
     member_sha256: "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
     conversion: Conversion::E5sToGguf,
     output: "multilingual-e5-small-q4_0.v1.gguf",
-    output_sha256: None,
+    // The conversion is deterministic: any other result means a changed converter or input.
+    output_sha256: Some("2a62bfc497a9f6c4e45769b1158887ab9cd1ece1264d3e5ac2e95474c6e92335"),
 };
 
 /// All assets `setup` installs.

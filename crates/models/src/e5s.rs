@@ -392,7 +392,8 @@ mod tests {
         let vals: Vec<f32> = (0..64).map(|i| ((i as f32) * 0.37).sin()).collect();
         let back = dequantize_q4_0(&quantize_q4_0(&vals));
         for (a, b) in vals.iter().zip(&back) {
-            assert!((a - b).abs() < 0.08, "{a} vs {b}");
+            // Error is at most one step d = max|x| / 8 (the +8 code is clamped to 15).
+            assert!((a - b).abs() <= 0.126, "{a} vs {b}");
         }
     }
 

