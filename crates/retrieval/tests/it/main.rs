@@ -1,1 +1,4 @@
-
+mod engine;
+mod qdrant;
+mod qdrant_server;
+mod util;
