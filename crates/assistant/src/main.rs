@@ -201,7 +201,7 @@ async fn doctor(settings: &Settings, index_dir: &std::path::Path) -> anyhow::Res
         );
     } else if ok {
         match kb::open(settings, Some(index_dir)).await {
-            Ok(r) => match r.rebuilt() {
+            Ok(r) => match r.rebuilt().filter(|_| r.emptied()) {
                 Some(reason) => {
                     ok = false;
                     println!(

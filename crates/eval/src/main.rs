@@ -67,6 +67,10 @@ struct RetrievalArgs {
     /// Evaluate at most N queries.
     #[arg(long)]
     limit: Option<usize>,
+    /// Also sweep the fusion settings (RRF k × BM25 weight, dense weight 1) on these queries
+    /// and print recall@5 / MRR for each: how the configured defaults were chosen (dev split).
+    #[arg(long)]
+    sweep: bool,
 }
 
 fn parse_min(s: &str) -> Result<(String, f64), String> {
@@ -276,6 +280,9 @@ async fn retrieval_suite(
             }),
         );
     }
+    if a.sweep {
+        sweep(&r, &gold, depth).await?;
+    }
     // The headline figures are the last mode's (hybrid when running all).
     let last = mode_name(*modes.last().expect("at least one mode"));
     let mut summary = per_mode[last].clone();
@@ -296,4 +303,64 @@ async fn retrieval_suite(
         eprintln!("report: {}", path.display());
     }
     Ok(summary)
+}
+
+/// Fuses the stored BM25 and dense lists under a grid of settings (no re-embedding per cell).
+async fn sweep(r: &Retriever, gold: &[GoldQuery], depth: usize) -> anyhow::Result<()> {
+    use retrieval::fusion::{rrf, RankedList};
+    use retrieval::ChunkHit;
+    let n = r.candidates();
+    let mut lists = Vec::with_capacity(gold.len());
+    for q in gold {
+        let mut per = Vec::new();
+        for mode in [Mode::Bm25, Mode::Dense] {
+            let opts = SearchOptions {
+                k: n,
+                mode,
+                ..Default::default()
+            };
+            let hits: Vec<ChunkHit> = r
+                .search(&q.query, &opts)
+                .await?
+                .into_iter()
+                .map(|h| ChunkHit {
+                    chunk_id: h.chunk.id,
+                    doc_id: h.chunk.doc_id,
+                    score: h.score as f32,
+                })
+                .collect();
+            per.push(hits);
+        }
+        lists.push(per);
+    }
+    eprintln!("sweep: rrf_k × bm25_weight (dense weight 1.0) → recall@5 / mrr");
+    for k in [5.0, 10.0, 20.0, 30.0, 60.0, 100.0] {
+        let mut line = format!("  k={k:<5}");
+        for w in [0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0] {
+            let (mut r5, mut rr) = (0.0, 0.0);
+            for (q, per) in gold.iter().zip(&lists) {
+                let fused = rrf(
+                    &[
+                        RankedList { name: "bm25", weight: w, hits: &per[0] },
+                        RankedList { name: "dense", weight: 1.0, hits: &per[1] },
+                    ],
+                    k,
+                );
+                let mut seen = HashSet::new();
+                let ranked: Vec<String> = fused
+                    .into_iter()
+                    .filter(|f| seen.insert(f.doc_id.clone()))
+                    .map(|f| f.doc_id)
+                    .take(depth)
+                    .collect();
+                let rel: HashSet<String> = q.relevant.iter().cloned().collect();
+                r5 += recall_at(&ranked, &rel, 5);
+                rr += reciprocal_rank(&ranked, &rel);
+            }
+            let m = gold.len() as f64;
+            line.push_str(&format!("  w={w}: {:.4}/{:.4}", r5 / m, rr / m));
+        }
+        eprintln!("{line}");
+    }
+    Ok(())
 }

@@ -54,9 +54,9 @@ pub struct RetrieverConfig {
 impl Default for RetrieverConfig {
     fn default() -> Self {
         RetrieverConfig {
-            rrf_k: 60.0,
+            rrf_k: 10.0,
             candidates: 50,
-            bm25_weight: 1.0,
+            bm25_weight: 0.4,
             dense_weight: 1.0,
             embed_batch: 32,
             chunk: ChunkConfig::default(),
@@ -133,6 +133,8 @@ pub struct Retriever {
     chunks: HashMap<String, Chunk>,
     /// Why the index was rebuilt on open, if it was.
     rebuilt: Option<String>,
+    /// Whether that rebuild emptied it (everything must be ingested again).
+    emptied: bool,
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -174,19 +176,67 @@ impl Retriever {
                 manifest: Manifest::default(),
                 chunks: HashMap::new(),
                 rebuilt: None,
+                emptied: false,
             });
         };
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
         let meta_path = dir.join("meta.json");
+        let mut lexical_only = false;
         let mut rebuilt = match std::fs::read(&meta_path) {
             Err(_) if !dir.join("manifest.json").exists() => None,
             Err(_) => Some("index metadata missing".to_string()),
             Ok(bytes) => match serde_json::from_slice::<IndexMeta>(&bytes) {
                 Ok(old) if old == meta => None,
-                Ok(old) => Some(describe_change(&old, &meta)),
+                Ok(old) => {
+                    // Only the tokenizer changed: the vectors stay valid, so rebuild the BM25
+                    // index from the stored sections instead of re-embedding everything.
+                    lexical_only = IndexMeta {
+                        tokenizer: meta.tokenizer.clone(),
+                        ..old.clone()
+                    } == meta;
+                    Some(describe_change(&old, &meta))
+                }
                 Err(_) => Some("index metadata unreadable".to_string()),
             },
         };
+        if lexical_only {
+            let lex = dir.join("lexical");
+            if lex.exists() {
+                std::fs::remove_dir_all(&lex).map_err(|e| Error::io("removing", &lex, e))?;
+            }
+            match Self::open_parts(dir, &config, &meta).await {
+                Ok((mut lexical, vectors, manifest)) => {
+                    for e in manifest.docs.values() {
+                        for c in &e.chunks {
+                            lexical.add(c)?;
+                        }
+                    }
+                    lexical.commit()?;
+                    write_atomic(&meta_path, &serde_json::to_vec_pretty(&meta).expect("meta"))?;
+                    let chunks = manifest
+                        .docs
+                        .values()
+                        .flat_map(|e| e.chunks.iter().map(|c| (c.id.clone(), c.clone())))
+                        .collect();
+                    tracing::warn!("tokenizer changed: BM25 index rebuilt from stored sections");
+                    return Ok(Retriever {
+                        dir: Some(dir.to_path_buf()),
+                        lexical,
+                        vectors,
+                        embedder,
+                        config,
+                        manifest,
+                        chunks,
+                        rebuilt: rebuilt.map(|r| format!("{r} (BM25 index rebuilt in place)")),
+                        emptied: false,
+                    });
+                }
+                Err(e) if is_damage(&e) => {
+                    rebuilt = Some(format!("index files damaged: {e:#}"));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -220,6 +270,7 @@ impl Retriever {
                         config,
                         manifest,
                         chunks,
+                        emptied: rebuilt.is_some(),
                         rebuilt,
                     });
                 }
@@ -272,6 +323,11 @@ impl Retriever {
         self.rebuilt.as_deref()
     }
 
+    /// True when opening had to empty the index (another embedder or layout, damaged files).
+    pub fn emptied(&self) -> bool {
+        self.emptied
+    }
+
     pub fn vector_backend(&self) -> &'static str {
         self.vectors.name()
     }
@@ -282,6 +338,11 @@ impl Retriever {
 
     pub fn num_chunks(&self) -> usize {
         self.chunks.len()
+    }
+
+    /// Candidates each retriever contributes before fusion.
+    pub fn candidates(&self) -> usize {
+        self.config.candidates
     }
 
     pub fn has_document(&self, id: &str) -> bool {

@@ -8,6 +8,7 @@ use qdrant_client::qdrant::{
     Distance, Filter, PointStruct, Query, QueryPointsBuilder, UpsertPointsBuilder,
     VectorParamsBuilder,
 };
+use qdrant_client::qdrant::r#match::MatchValue;
 use qdrant_client::{Payload, Qdrant};
 use sha2::{Digest, Sha256};
 
@@ -35,13 +36,20 @@ pub fn point_id(chunk_id: &str) -> u64 {
     u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
+/// An exact match on a string payload field. Spelled out because `Condition::matches` with a
+/// `String` sends a full-text match when the value contains whitespace, and Qdrant answers that
+/// by terms: `doc_id` "a b" would also match "a b c" and "b a".
+fn keyword(field: &str, value: &str) -> Condition {
+    Condition::matches(field, MatchValue::Keyword(value.to_string()))
+}
+
 fn filter_of(f: &SearchFilter) -> Option<Filter> {
     let mut must = Vec::new();
     if let Some(b) = &f.bureau {
-        must.push(Condition::matches("bureau", b.clone()));
+        must.push(keyword("bureau", b));
     }
     if let Some(c) = &f.category {
-        must.push(Condition::matches("category", c.clone()));
+        must.push(keyword("category", c));
     }
     (!must.is_empty()).then(|| Filter::must(must))
 }
@@ -125,11 +133,7 @@ impl VectorStore for QdrantStore {
         if doc_ids.is_empty() {
             return Ok(());
         }
-        let filter = Filter::should(
-            doc_ids
-                .iter()
-                .map(|d| Condition::matches("doc_id", d.clone())),
-        );
+        let filter = Filter::should(doc_ids.iter().map(|d| keyword("doc_id", d)));
         self.client
             .delete_points(DeletePointsBuilder::new(&self.collection).points(filter).wait(true))
             .await

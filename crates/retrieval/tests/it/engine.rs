@@ -153,3 +153,34 @@ async fn another_embedder_or_damaged_files_rebuild_the_index() {
     let hits = r.search("敬老卡", &SearchOptions { mode: Mode::Dense, ..Default::default() }).await.unwrap();
     assert_eq!(hits[0].chunk.doc_id, "senior-card");
 }
+
+#[tokio::test]
+async fn a_tokenizer_change_rebuilds_bm25_in_place_without_re_embedding() {
+    let corpus = tempfile::tempdir().unwrap();
+    let index = tempfile::tempdir().unwrap();
+    write_corpus(corpus.path());
+    {
+        let mut r = Retriever::open(Some(index.path()), embedder("v1"), RetrieverConfig::default())
+            .await
+            .unwrap();
+        ingest_dir(&mut r, corpus.path()).await;
+    }
+    // Pretend the index was built by an older tokenizer.
+    let meta_path = index.path().join("meta.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["tokenizer"] = "jieba-old".into();
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let mut r = Retriever::open(Some(index.path()), embedder("v1"), RetrieverConfig::default())
+        .await
+        .unwrap();
+    assert!(r.rebuilt().unwrap().contains("tokenizer"), "{:?}", r.rebuilt());
+    assert!(!r.emptied());
+    assert_eq!(r.num_documents(), 3);
+    let hits = r
+        .search("路燈不亮", &SearchOptions { mode: Mode::Bm25, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(hits[0].chunk.doc_id, "streetlight");
+    let rep = ingest_dir(&mut r, corpus.path()).await;
+    assert_eq!((rep.unchanged, rep.chunks_embedded), (3, 0));
+}

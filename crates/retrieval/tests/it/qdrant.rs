@@ -1,0 +1,486 @@
+//! The Qdrant backend against a stand-in server (`qdrant_server`): upserts with payloads,
+//! cosine-ordered search with chunk and document ids restored, payload filters, deleting
+//! documents, counting, clearing, dimension errors, and the whole retriever on top of it.
+//!
+//! These tests check our use of Qdrant's wire protocol (the gRPC messages `qdrant-client`
+//! sends for us, filters, point ids) against a stand-in server that follows Qdrant's
+//! documented semantics. They do not run Qdrant itself: index behaviour, persistence and
+//! server-side validation beyond what the stand-in implements are not covered here.
+
+use std::collections::HashSet;
+use std::error::Error as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use knowledge::{load_path, LoadOptions};
+use retrieval::qdrant::QdrantStore;
+use retrieval::{
+    Error, Mode, Retriever, RetrieverConfig, SearchFilter, SearchOptions, VectorBackend,
+    VectorPoint, VectorStore,
+};
+
+use crate::qdrant_server;
+use crate::util::{guide, write_corpus, CharEmbedder};
+
+fn point(
+    chunk: &str,
+    doc: &str,
+    bureau: Option<&str>,
+    category: Option<&str>,
+    v: &[f32],
+) -> VectorPoint {
+    VectorPoint {
+        chunk_id: chunk.into(),
+        doc_id: doc.into(),
+        bureau: bureau.map(Into::into),
+        category: category.map(Into::into),
+        vector: v.to_vec(),
+    }
+}
+
+fn ids(hits: &[retrieval::ChunkHit]) -> Vec<&str> {
+    hits.iter().map(|h| h.chunk_id.as_str()).collect()
+}
+
+fn no_filter() -> SearchFilter {
+    SearchFilter::default()
+}
+
+fn bureau(b: &str) -> SearchFilter {
+    SearchFilter {
+        bureau: Some(b.into()),
+        category: None,
+    }
+}
+
+fn category(c: &str) -> SearchFilter {
+    SearchFilter {
+        bureau: None,
+        category: Some(c.into()),
+    }
+}
+
+/// The whole chain of messages of an error, for asserting on what the server said.
+fn chain(e: &Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Four points over three documents; stored vectors need not be unit length (cosine).
+async fn seeded(url: &str, collection: &str) -> QdrantStore {
+    let store = QdrantStore::connect(url, None, collection, 3)
+        .await
+        .unwrap();
+    store
+        .upsert(vec![
+            point("a#0.0", "a", Some("社會局"), Some("福利"), &[1.0, 0.0, 0.0]),
+            point("a#1.0", "a", Some("社會局"), Some("福利"), &[0.0, 2.0, 0.0]),
+            point("b#0.0", "b", Some("工務局"), Some("道路"), &[1.6, 1.2, 0.0]),
+            point("c#0.0", "c", Some("社會局"), None, &[0.0, 0.0, 1.0]),
+        ])
+        .await
+        .unwrap();
+    store
+}
+
+#[tokio::test]
+async fn search_is_cosine_ordered_with_ids_restored() {
+    let url = qdrant_server::spawn().await;
+    let store = seeded(&url, "guides").await;
+    assert_eq!(store.name(), "qdrant");
+    assert_eq!(store.count().await.unwrap(), 4);
+
+    let hits = store
+        .search(&[0.6, 0.8, 0.0], 10, &no_filter())
+        .await
+        .unwrap();
+    assert_eq!(ids(&hits), ["b#0.0", "a#1.0", "a#0.0", "c#0.0"]);
+    let docs: Vec<&str> = hits.iter().map(|h| h.doc_id.as_str()).collect();
+    assert_eq!(docs, ["b", "a", "a", "c"]);
+    let scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
+    for (got, want) in scores.iter().zip([0.96, 0.8, 0.6, 0.0]) {
+        assert!((got - want).abs() < 1e-5, "scores {scores:?}");
+    }
+
+    // The limit is sent and honoured.
+    let hits = store
+        .search(&[0.6, 0.8, 0.0], 2, &no_filter())
+        .await
+        .unwrap();
+    assert_eq!(ids(&hits), ["b#0.0", "a#1.0"]);
+}
+
+#[tokio::test]
+async fn bureau_and_category_filters_restrict_the_search() {
+    let url = qdrant_server::spawn().await;
+    let store = seeded(&url, "guides").await;
+    let hits = store
+        .search(&[0.6, 0.8, 0.0], 10, &bureau("社會局"))
+        .await
+        .unwrap();
+    assert_eq!(ids(&hits), ["a#1.0", "a#0.0", "c#0.0"]);
+    let hits = store
+        .search(&[0.6, 0.8, 0.0], 10, &bureau("工務局"))
+        .await
+        .unwrap();
+    assert_eq!(ids(&hits), ["b#0.0"]);
+    let hits = store
+        .search(&[0.6, 0.8, 0.0], 10, &category("福利"))
+        .await
+        .unwrap();
+    assert_eq!(ids(&hits), ["a#1.0", "a#0.0"]);
+    let both = SearchFilter {
+        bureau: Some("社會局".into()),
+        category: Some("道路".into()),
+    };
+    assert!(store
+        .search(&[0.6, 0.8, 0.0], 10, &both)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .search(&[0.6, 0.8, 0.0], 10, &bureau("環境保護局"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn upserting_a_chunk_again_replaces_its_point() {
+    let url = qdrant_server::spawn().await;
+    let store = seeded(&url, "guides").await;
+    // Same chunk id, same point id: the point moves instead of being duplicated.
+    store
+        .upsert(vec![point(
+            "c#0.0",
+            "c",
+            Some("工務局"),
+            None,
+            &[0.6, 0.8, 0.0],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(store.count().await.unwrap(), 4);
+    let hits = store
+        .search(&[0.6, 0.8, 0.0], 1, &no_filter())
+        .await
+        .unwrap();
+    assert_eq!(ids(&hits), ["c#0.0"]);
+    let hits = store
+        .search(&[0.6, 0.8, 0.0], 10, &bureau("社會局"))
+        .await
+        .unwrap();
+    assert_eq!(ids(&hits), ["a#1.0", "a#0.0"]);
+    // An empty batch sends nothing and changes nothing.
+    store.upsert(Vec::new()).await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn delete_docs_removes_every_point_of_those_documents() {
+    let url = qdrant_server::spawn().await;
+    let store = seeded(&url, "guides").await;
+    store.delete_docs(&["a".into()]).await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 2);
+    let hits = store
+        .search(&[0.6, 0.8, 0.0], 10, &no_filter())
+        .await
+        .unwrap();
+    assert_eq!(ids(&hits), ["b#0.0", "c#0.0"]);
+    // Several documents at once (a `should` filter), one of them unknown.
+    store
+        .delete_docs(&["b".into(), "c".into(), "missing".into()])
+        .await
+        .unwrap();
+    assert_eq!(store.count().await.unwrap(), 0);
+    store.delete_docs(&[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn ids_and_labels_with_spaces_match_exactly() {
+    // A string with whitespace turned into `Condition::matches` becomes a full-text match,
+    // which Qdrant answers by terms (without a text index: every term a substring). Document
+    // ids (a guide's front matter) and categories may contain spaces; matching must be exact.
+    let url = qdrant_server::spawn().await;
+    let store = QdrantStore::connect(&url, None, "guides", 3).await.unwrap();
+    store
+        .upsert(vec![
+            point(
+                "pothole guide#0.0",
+                "pothole guide",
+                None,
+                Some("road works"),
+                &[1.0, 0.0, 0.0],
+            ),
+            point(
+                "pothole guide v2#0.0",
+                "pothole guide v2",
+                None,
+                Some("road works extra"),
+                &[0.0, 1.0, 0.0],
+            ),
+            point(
+                "guide pothole#0.0",
+                "guide pothole",
+                None,
+                Some("works road"),
+                &[0.0, 0.0, 1.0],
+            ),
+        ])
+        .await
+        .unwrap();
+    let hits = store
+        .search(&[1.0, 1.0, 1.0], 10, &category("road works"))
+        .await
+        .unwrap();
+    assert_eq!(ids(&hits), ["pothole guide#0.0"]);
+    store.delete_docs(&["pothole guide".into()]).await.unwrap();
+    let mut left: Vec<String> = store
+        .search(&[1.0, 1.0, 1.0], 10, &no_filter())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.doc_id)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["guide pothole", "pothole guide v2"]);
+}
+
+#[tokio::test]
+async fn clear_empties_and_keeps_the_collection_usable() {
+    let url = qdrant_server::spawn().await;
+    let store = seeded(&url, "guides").await;
+    store.clear().await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 0);
+    assert!(store
+        .search(&[0.6, 0.8, 0.0], 10, &no_filter())
+        .await
+        .unwrap()
+        .is_empty());
+    // Re-created with the same dimension.
+    store
+        .upsert(vec![point("d#0.0", "d", None, None, &[0.0, 1.0, 0.0])])
+        .await
+        .unwrap();
+    assert_eq!(store.count().await.unwrap(), 1);
+    store.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn collections_are_reused_and_kept_apart() {
+    let url = qdrant_server::spawn().await;
+    let first = seeded(&url, "guides").await;
+    // Connecting again finds the collection and its points; it is not re-created.
+    let again = QdrantStore::connect(&url, None, "guides", 3).await.unwrap();
+    assert_eq!(again.count().await.unwrap(), 4);
+    let other = QdrantStore::connect(&url, None, "faq", 3).await.unwrap();
+    assert_eq!(other.count().await.unwrap(), 0);
+    other.clear().await.unwrap();
+    assert_eq!(first.count().await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn dimension_mismatches_are_errors() {
+    let url = qdrant_server::spawn().await;
+    let store = seeded(&url, "guides").await;
+    let short = store
+        .upsert(vec![point("x#0.0", "x", None, None, &[1.0, 0.0])])
+        .await;
+    assert!(
+        matches!(
+            short,
+            Err(Error::Dimension {
+                expected: 3,
+                got: 2
+            })
+        ),
+        "{short:?}"
+    );
+    let long = store.search(&[1.0, 0.0, 0.0, 0.0], 5, &no_filter()).await;
+    assert!(
+        matches!(
+            long,
+            Err(Error::Dimension {
+                expected: 3,
+                got: 4
+            })
+        ),
+        "{long:?}"
+    );
+    assert_eq!(store.count().await.unwrap(), 4);
+
+    // A store configured for another dimension over the existing collection: the server
+    // refuses the vectors and the error says so.
+    let wider = QdrantStore::connect(&url, None, "guides", 4).await.unwrap();
+    let err = wider
+        .upsert(vec![point("x#0.0", "x", None, None, &[1.0, 0.0, 0.0, 0.0])])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::VectorStore {
+                store: "qdrant",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(chain(&err).contains("dimension"), "{}", chain(&err));
+    let err = wider
+        .search(&[1.0, 0.0, 0.0, 0.0], 5, &no_filter())
+        .await
+        .unwrap_err();
+    assert!(chain(&err).contains("dimension"), "{}", chain(&err));
+    assert_eq!(store.count().await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_an_error_not_a_hang() {
+    // Bind and drop a listener to get a port nobody serves.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = QdrantStore::connect(&format!("http://127.0.0.1:{port}"), None, "guides", 3)
+        .await
+        .err()
+        .expect("nothing listens there");
+    assert!(
+        matches!(
+            err,
+            Error::VectorStore {
+                store: "qdrant",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+fn qdrant_config(url: &str, collection: &str) -> RetrieverConfig {
+    RetrieverConfig {
+        vectors: VectorBackend::Qdrant {
+            url: url.into(),
+            collection: collection.into(),
+            api_key: None,
+        },
+        ..Default::default()
+    }
+}
+
+async fn ingest_dir(r: &mut Retriever, dir: &std::path::Path) -> retrieval::IngestReport {
+    let loaded = load_path(dir, &LoadOptions::default()).unwrap();
+    let keep: HashSet<PathBuf> = loaded.problems.iter().map(|p| p.path.clone()).collect();
+    r.ingest(loaded.documents, &[dir.to_path_buf()], &keep, &|_, _| {})
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_retriever_runs_dense_search_over_qdrant() {
+    let url = qdrant_server::spawn().await;
+    let corpus = tempfile::tempdir().unwrap();
+    let index = tempfile::tempdir().unwrap();
+    write_corpus(corpus.path());
+    let embedder = Arc::new(CharEmbedder {
+        dim: 32,
+        version: "qdrant",
+    });
+    let mut r = Retriever::open(
+        Some(index.path()),
+        embedder.clone(),
+        qdrant_config(&url, "hotline"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.vector_backend(), "qdrant");
+    let rep = ingest_dir(&mut r, corpus.path()).await;
+    assert_eq!(rep.added, 3);
+    // One point per chunk reached the server.
+    let probe = QdrantStore::connect(&url, None, "hotline", 32)
+        .await
+        .unwrap();
+    assert_eq!(probe.count().await.unwrap(), r.num_chunks());
+
+    let dense = |filter: SearchFilter| SearchOptions {
+        k: 5,
+        mode: Mode::Dense,
+        filter,
+    };
+    for (query, doc) in [
+        ("敬老卡要怎麼申請", "senior-card"),
+        ("路燈不亮要報修", "streetlight"),
+        ("大型家具清運", "bulky-waste"),
+    ] {
+        let hits = r.search(query, &dense(no_filter())).await.unwrap();
+        assert_eq!(hits[0].chunk.doc_id, doc, "{query}");
+        assert_eq!(hits[0].contributions[0].source, "dense");
+    }
+    let hits = r
+        .search("路燈不亮要報修", &dense(bureau("社會局")))
+        .await
+        .unwrap();
+    assert!(!hits.is_empty());
+    assert!(hits
+        .iter()
+        .all(|h| h.chunk.bureau.as_deref() == Some("社會局")));
+
+    // An edited guide replaces its points; a deleted one loses them.
+    std::fs::write(
+        corpus.path().join("streetlight.md"),
+        guide(
+            "streetlight",
+            "路燈故障報修",
+            "工務局",
+            "路燈桿號在燈桿上的金屬牌。",
+        ),
+    )
+    .unwrap();
+    std::fs::remove_file(corpus.path().join("bulky-waste.md")).unwrap();
+    let rep = ingest_dir(&mut r, corpus.path()).await;
+    assert_eq!((rep.updated, rep.removed), (1, 1));
+    assert_eq!(probe.count().await.unwrap(), r.num_chunks());
+    let hits = r
+        .search("路燈桿號在哪裡", &dense(no_filter()))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].chunk.doc_id, "streetlight");
+    assert!(hits[0].chunk.text.contains("金屬牌"));
+    drop(r);
+
+    // Reopened with the same configuration: the collection is kept and nothing re-embedded.
+    let mut r = Retriever::open(
+        Some(index.path()),
+        embedder.clone(),
+        qdrant_config(&url, "hotline"),
+    )
+    .await
+    .unwrap();
+    assert!(r.rebuilt().is_none());
+    let rep = ingest_dir(&mut r, corpus.path()).await;
+    assert_eq!((rep.unchanged, rep.chunks_embedded), (2, 0));
+    let hits = r
+        .search("敬老卡要怎麼申請", &dense(no_filter()))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].chunk.doc_id, "senior-card");
+    drop(r);
+
+    // Another embedder over the same index: rebuilt, and the collection cleared with it.
+    let other = Arc::new(CharEmbedder {
+        dim: 32,
+        version: "qdrant-v2",
+    });
+    let r = Retriever::open(Some(index.path()), other, qdrant_config(&url, "hotline"))
+        .await
+        .unwrap();
+    assert!(r.rebuilt().is_some());
+    assert_eq!(probe.count().await.unwrap(), 0);
+}
