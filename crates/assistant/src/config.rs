@@ -70,7 +70,11 @@ impl Settings {
         Self::load_from(dir, std::env::var("APP_ENV").ok().as_deref(), &env)
     }
 
-    pub fn load_from(dir: &Path, app_env: Option<&str>, env: &[(String, String)]) -> anyhow::Result<Self> {
+    pub fn load_from(
+        dir: &Path,
+        app_env: Option<&str>,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         let mut table = toml::Table::new();
         let mut files = vec![dir.join("base.toml")];
         if let Some(e) = app_env.filter(|e| !e.is_empty()) {
@@ -78,7 +82,8 @@ impl Settings {
         }
         for f in files {
             if f.exists() {
-                let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+                let text = std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading {}", f.display()))?;
                 let layer: toml::Table =
                     toml::from_str(&text).with_context(|| format!("parsing {}", f.display()))?;
                 merge(&mut table, layer);
@@ -154,7 +159,10 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("prod.toml"), "[paths]\nindex_dir = \"b\"\n").unwrap();
         let env = vec![
-            ("ASSISTANT__RETRIEVAL__CANDIDATES".to_string(), "70".to_string()),
+            (
+                "ASSISTANT__RETRIEVAL__CANDIDATES".to_string(),
+                "70".to_string(),
+            ),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let s = Settings::load_from(dir.path(), Some("prod"), &env).unwrap();

@@ -25,7 +25,10 @@ pub async fn open(settings: &Settings, index_dir: Option<&Path>) -> anyhow::Resu
             None => "opening an in-memory index".to_string(),
         })?;
     if let Some(reason) = r.rebuilt() {
-        tracing::warn!(reason, "the index was rebuilt; everything will be re-ingested");
+        tracing::warn!(
+            reason,
+            "the index was rebuilt; everything will be re-ingested"
+        );
     }
     Ok(r)
 }

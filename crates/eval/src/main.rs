@@ -18,7 +18,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
-#[command(name = "eval", about = "Accuracy and latency suites for the 1999 assistant")]
+#[command(
+    name = "eval",
+    about = "Accuracy and latency suites for the 1999 assistant"
+)]
 struct Cli {
     /// Configuration directory of the assistant.
     #[arg(long, global = true, default_value = "config")]
@@ -172,12 +175,11 @@ async fn retrieval_suite(
     let index_dir = match (&a.index, a.fresh) {
         (_, true) => None,
         (Some(d), _) => Some(d.clone()),
-        (None, false) => Some(
-            settings
-                .cache_root()
-                .join("eval-index")
-                .join(cache_key(&a.corpus, a.index_questions, settings)?),
-        ),
+        (None, false) => Some(settings.cache_root().join("eval-index").join(cache_key(
+            &a.corpus,
+            a.index_questions,
+            settings,
+        )?)),
     };
     let t0 = Instant::now();
     let mut r: Retriever = assistant::kb::open(settings, index_dir.as_deref()).await?;
@@ -297,7 +299,10 @@ async fn retrieval_suite(
             &rows,
             &[
                 ("corpus".into(), a.corpus.display().to_string()),
-                ("queries".into(), format!("{} ({} judged)", a.queries, gold.len())),
+                (
+                    "queries".into(),
+                    format!("{} ({} judged)", a.queries, gold.len()),
+                ),
             ],
         )?;
         eprintln!("report: {}", path.display());
@@ -341,8 +346,16 @@ async fn sweep(r: &Retriever, gold: &[GoldQuery], depth: usize) -> anyhow::Resul
             for (q, per) in gold.iter().zip(&lists) {
                 let fused = rrf(
                     &[
-                        RankedList { name: "bm25", weight: w, hits: &per[0] },
-                        RankedList { name: "dense", weight: 1.0, hits: &per[1] },
+                        RankedList {
+                            name: "bm25",
+                            weight: w,
+                            hits: &per[0],
+                        },
+                        RankedList {
+                            name: "dense",
+                            weight: 1.0,
+                            hits: &per[1],
+                        },
                     ],
                     k,
                 );

@@ -7,7 +7,11 @@ pub fn recall_at(ranked: &[String], relevant: &HashSet<String>, k: usize) -> f64
     if relevant.is_empty() {
         return 0.0;
     }
-    let found = ranked.iter().take(k).filter(|d| relevant.contains(*d)).count();
+    let found = ranked
+        .iter()
+        .take(k)
+        .filter(|d| relevant.contains(*d))
+        .count();
     found as f64 / relevant.len() as f64
 }
 

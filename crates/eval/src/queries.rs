@@ -15,7 +15,8 @@ pub struct GoldQuery {
 }
 
 pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<GoldQuery>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -24,7 +25,12 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<GoldQuery>> {
         let q: GoldQuery = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not a query object", path.display(), i + 1))?;
         if q.relevant.is_empty() {
-            bail!("{}:{}: query `{}` lists no relevant documents", path.display(), i + 1, q.id);
+            bail!(
+                "{}:{}: query `{}` lists no relevant documents",
+                path.display(),
+                i + 1,
+                q.id
+            );
         }
         out.push(q);
     }
@@ -32,8 +38,14 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<GoldQuery>> {
 }
 
 pub fn read_ids(path: &Path) -> anyhow::Result<HashSet<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -43,8 +55,12 @@ struct FaqEntry {
 }
 
 /// The FAQ's questions as queries, each relevant to its own entry, limited to `split`.
-pub fn faq_questions(corpus: &Path, split: Option<&HashSet<String>>) -> anyhow::Result<Vec<GoldQuery>> {
-    let text = std::fs::read_to_string(corpus).with_context(|| format!("reading {}", corpus.display()))?;
+pub fn faq_questions(
+    corpus: &Path,
+    split: Option<&HashSet<String>>,
+) -> anyhow::Result<Vec<GoldQuery>> {
+    let text =
+        std::fs::read_to_string(corpus).with_context(|| format!("reading {}", corpus.display()))?;
     let entries: Vec<FaqEntry> = serde_json::from_str(&text)
         .with_context(|| format!("{} is not the FAQ JSON format", corpus.display()))?;
     let mut seen = HashSet::new();

@@ -6,7 +6,9 @@ use std::path::Path;
 use anyhow::Context;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `rows`: (label, [(metric, value in 0..=1)]); `extra`: (metric, text) lines under the table.

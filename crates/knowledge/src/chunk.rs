@@ -168,15 +168,25 @@ mod tests {
             mydata_datasets: vec![],
             format: SourceFormat::Guide,
             sections: vec![
-                Section { kind: SectionKind::Overview, heading: "概要".into(), text: "說明。".into() },
-                Section { kind: SectionKind::Documents, heading: "應備文件".into(), text: "身分證。".repeat(200) },
+                Section {
+                    kind: SectionKind::Overview,
+                    heading: "概要".into(),
+                    text: "說明。".into(),
+                },
+                Section {
+                    kind: SectionKind::Documents,
+                    heading: "應備文件".into(),
+                    text: "身分證。".repeat(200),
+                },
             ],
         };
         let chunks = chunk_document(&doc, &ChunkConfig { max_chars: 300 });
         assert_eq!(chunks[0].section, SectionKind::Overview);
         assert!(chunks[0].text.contains("老人卡"));
         assert!(chunks.len() >= 4);
-        assert!(chunks[1..].iter().all(|c| c.section == SectionKind::Documents));
+        assert!(chunks[1..]
+            .iter()
+            .all(|c| c.section == SectionKind::Documents));
         assert_eq!(chunks[1].id, "g#1.0");
         assert!(chunks[1].search_text().starts_with("敬老卡\n應備文件\n"));
     }

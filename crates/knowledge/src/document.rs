@@ -70,7 +70,8 @@ impl SectionKind {
             SectionKind::Eligibility
         } else if has(&["文件", "證件", "應備", "應附"]) {
             SectionKind::Documents
-        } else if has(&["辦理方式", "申請方式", "申請流程", "流程", "方式", "步驟"]) {
+        } else if has(&["辦理方式", "申請方式", "申請流程", "流程", "方式", "步驟"])
+        {
             SectionKind::HowToApply
         } else if has(&["地點", "地址", "窗口", "據點"]) {
             SectionKind::Location
@@ -170,14 +171,29 @@ mod tests {
 
     #[test]
     fn headings_map_to_kinds() {
-        assert_eq!(SectionKind::from_heading("申請資格"), SectionKind::Eligibility);
-        assert_eq!(SectionKind::from_heading("應備文件："), SectionKind::Documents);
-        assert_eq!(SectionKind::from_heading("申請方式"), SectionKind::HowToApply);
+        assert_eq!(
+            SectionKind::from_heading("申請資格"),
+            SectionKind::Eligibility
+        );
+        assert_eq!(
+            SectionKind::from_heading("應備文件："),
+            SectionKind::Documents
+        );
+        assert_eq!(
+            SectionKind::from_heading("申請方式"),
+            SectionKind::HowToApply
+        );
         assert_eq!(SectionKind::from_heading("辦理地點"), SectionKind::Location);
         assert_eq!(SectionKind::from_heading("補助金額"), SectionKind::Fees);
-        assert_eq!(SectionKind::from_heading("處理期限"), SectionKind::ProcessingTime);
+        assert_eq!(
+            SectionKind::from_heading("處理期限"),
+            SectionKind::ProcessingTime
+        );
         assert_eq!(SectionKind::from_heading("承辦單位"), SectionKind::Agency);
-        assert_eq!(SectionKind::from_heading("法令依據"), SectionKind::LegalBasis);
+        assert_eq!(
+            SectionKind::from_heading("法令依據"),
+            SectionKind::LegalBasis
+        );
         assert_eq!(SectionKind::from_heading("常見問題"), SectionKind::Faq);
         assert_eq!(SectionKind::from_heading("備註"), SectionKind::Other);
         for k in SectionKind::ALL {

@@ -30,7 +30,19 @@ pub fn html_to_text(html: &str) -> String {
         }
         if matches!(
             name.as_str(),
-            "br" | "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "ul" | "ol" | "table"
+            "br" | "p"
+                | "div"
+                | "li"
+                | "tr"
+                | "h1"
+                | "h2"
+                | "h3"
+                | "h4"
+                | "h5"
+                | "h6"
+                | "ul"
+                | "ol"
+                | "table"
         ) {
             out.push('\n');
         } else if matches!(name.as_str(), "td" | "th") {
@@ -61,7 +73,9 @@ fn decode_entities(s: &str) -> String {
                 "quot" => Some('"'),
                 "apos" | "#39" => Some('\''),
                 _ if ent.starts_with("#x") || ent.starts_with("#X") => {
-                    u32::from_str_radix(&ent[2..], 16).ok().and_then(char::from_u32)
+                    u32::from_str_radix(&ent[2..], 16)
+                        .ok()
+                        .and_then(char::from_u32)
                 }
                 _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
                 _ => None,
@@ -114,7 +128,10 @@ mod tests {
 
     #[test]
     fn keeps_plain_text_and_crlf_lines() {
-        assert_eq!(html_to_text("第一行\r\n\r\n\r\n 第二行 "), "第一行\n\n第二行");
+        assert_eq!(
+            html_to_text("第一行\r\n\r\n\r\n 第二行 "),
+            "第一行\n\n第二行"
+        );
         assert_eq!(html_to_text("a < b & c"), "a < b & c");
     }
 }

@@ -107,14 +107,20 @@ fn load_file(path: &Path, opts: &LoadOptions, loaded: &mut Loaded) {
     };
     let text = match std::fs::read(path) {
         Err(e) => {
-            loaded.problems.push(problem(None, format!("cannot read: {e}")));
+            loaded
+                .problems
+                .push(problem(None, format!("cannot read: {e}")));
             return;
         }
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
                 let offset = e.utf8_error().valid_up_to();
-                let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+                let line = e.as_bytes()[..offset]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1;
                 loaded
                     .problems
                     .push(problem(Some(line), "not valid UTF-8 text".into()));
@@ -185,7 +191,10 @@ pub fn parse_guide(path: &Path, text: &str) -> std::result::Result<Document, Loa
     };
     let lines: Vec<&str> = text.lines().collect();
     if lines.first().map(|l| l.trim()) != Some("+++") {
-        return Err(problem(1, "a guide must start with a `+++` front-matter line".into()));
+        return Err(problem(
+            1,
+            "a guide must start with a `+++` front-matter line".into(),
+        ));
     }
     let close = lines
         .iter()
@@ -200,14 +209,20 @@ pub fn parse_guide(path: &Path, text: &str) -> std::result::Result<Document, Loa
     })?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     if meta.id != stem {
-        return Err(problem(2, format!("id `{}` differs from the file name `{stem}`", meta.id)));
+        return Err(problem(
+            2,
+            format!("id `{}` differs from the file name `{stem}`", meta.id),
+        ));
     }
     if meta.title.trim().is_empty() {
         return Err(problem(2, "title is empty".into()));
     }
     if let Some(d) = &meta.last_reviewed {
         if !valid_iso_date(d) {
-            return Err(problem(2, format!("last_reviewed `{d}` is not a YYYY-MM-DD date")));
+            return Err(problem(
+                2,
+                format!("last_reviewed `{d}` is not a YYYY-MM-DD date"),
+            ));
         }
     }
 
@@ -336,14 +351,18 @@ fn load_json(path: &Path, text: &str, opts: &LoadOptions, loaded: &mut Loaded) {
             SourceFormat::Faq => match serde_json::from_str::<FaqEntry>(raw.get()) {
                 Ok(e) => faq_document(e, opts),
                 Err(err) => {
-                    loaded.problems.push(problem(line, format!("FAQ entry skipped: {err}")));
+                    loaded
+                        .problems
+                        .push(problem(line, format!("FAQ entry skipped: {err}")));
                     continue;
                 }
             },
             _ => match serde_json::from_str::<PageEntry>(raw.get()) {
                 Ok(e) => page_document(e),
                 Err(err) => {
-                    loaded.problems.push(problem(line, format!("page entry skipped: {err}")));
+                    loaded
+                        .problems
+                        .push(problem(line, format!("page entry skipped: {err}")));
                     continue;
                 }
             },
@@ -400,9 +419,29 @@ fn faq_document(e: FaqEntry, opts: &LoadOptions) -> Option<Document> {
 
 /// Headings that introduce a section inside a page's flattened text (`申請資格：…`).
 const PAGE_HEADINGS: &[&str] = &[
-    "申請資格", "申請對象", "補助對象", "服務對象", "應備文件", "申請文件", "應備證件", "申請方式",
-    "辦理方式", "申請流程", "申請地點", "辦理地點", "受理地點", "補助金額", "補助標準", "補助內容",
-    "費用", "承辦單位", "聯絡電話", "洽詢電話", "法令依據", "相關法規", "處理期限",
+    "申請資格",
+    "申請對象",
+    "補助對象",
+    "服務對象",
+    "應備文件",
+    "申請文件",
+    "應備證件",
+    "申請方式",
+    "辦理方式",
+    "申請流程",
+    "申請地點",
+    "辦理地點",
+    "受理地點",
+    "補助金額",
+    "補助標準",
+    "補助內容",
+    "費用",
+    "承辦單位",
+    "聯絡電話",
+    "洽詢電話",
+    "法令依據",
+    "相關法規",
+    "處理期限",
 ];
 
 fn page_document(e: PageEntry) -> Option<Document> {
@@ -472,7 +511,11 @@ mod tests {
     #[test]
     fn guide_sections_and_faq_pairs() {
         let d = parse_guide(Path::new("senior-card.md"), GUIDE).unwrap();
-        let kinds: Vec<_> = d.sections.iter().map(|s| (s.kind, s.heading.as_str())).collect();
+        let kinds: Vec<_> = d
+            .sections
+            .iter()
+            .map(|s| (s.kind, s.heading.as_str()))
+            .collect();
         assert_eq!(
             kinds,
             vec![
@@ -541,13 +584,18 @@ mod tests {
             url: "p1".into(),
             title: "敬老卡".into(),
             date: None,
-            content: "本市長者福利說明。申請資格：年滿65歲設籍本市。應備文件：身分證、照片。".into(),
+            content: "本市長者福利說明。申請資格：年滿65歲設籍本市。應備文件：身分證、照片。"
+                .into(),
         })
         .unwrap();
         let kinds: Vec<_> = d.sections.iter().map(|s| s.kind).collect();
         assert_eq!(
             kinds,
-            vec![SectionKind::Overview, SectionKind::Eligibility, SectionKind::Documents]
+            vec![
+                SectionKind::Overview,
+                SectionKind::Eligibility,
+                SectionKind::Documents
+            ]
         );
         assert_eq!(d.sections[1].text, "年滿65歲設籍本市。");
     }

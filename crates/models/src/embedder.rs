@@ -142,7 +142,8 @@ impl E5Embedder {
         })?;
         // SAFETY: the file is opened read-only and only read through this map; the asset cache
         // replaces model files by atomic rename, never by writing into an existing file.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("mapping", path, e))?;
+        let map =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("mapping", path, e))?;
         let bad = |reason: String| Error::Format {
             path: path.to_path_buf(),
             format: "e5 GGUF",
@@ -371,12 +372,18 @@ impl E5Embedder {
         if l == 0 {
             return Err(Error::EmptyInput);
         }
-        let (hd, nh, h) = (self.hp.hidden / self.hp.heads, self.hp.heads, self.hp.hidden);
+        let (hd, nh, h) = (
+            self.hp.hidden / self.hp.heads,
+            self.hp.heads,
+            self.hp.hidden,
+        );
         let mut ids = vec![self.tokenizer.vocab().pad; b * l];
         let mut mask = vec![0f32; b * l];
         for (i, seq) in batch.iter().enumerate() {
             ids[i * l..i * l + seq.len()].copy_from_slice(seq);
-            mask[i * l..i * l + seq.len()].iter_mut().for_each(|m| *m = 1.0);
+            mask[i * l..i * l + seq.len()]
+                .iter_mut()
+                .for_each(|m| *m = 1.0);
         }
         let dev = &self.device;
         let ids = Tensor::from_vec(ids, (b, l), dev)?;

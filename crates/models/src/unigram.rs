@@ -126,8 +126,12 @@ mod tests {
     use super::*;
 
     fn tok() -> UnigramTokenizer {
-        let pieces = ["<s>", "<pad>", "</s>", "<unk>", "▁", "敬老", "卡", "敬", "老", "▁ab", "a", "b"];
-        let scores = [0.0, 0.0, 0.0, 0.0, -2.0, -3.0, -3.0, -4.0, -4.0, -1.0, -5.0, -5.0];
+        let pieces = [
+            "<s>", "<pad>", "</s>", "<unk>", "▁", "敬老", "卡", "敬", "老", "▁ab", "a", "b",
+        ];
+        let scores = [
+            0.0, 0.0, 0.0, 0.0, -2.0, -3.0, -3.0, -4.0, -4.0, -1.0, -5.0, -5.0,
+        ];
         UnigramTokenizer::new(
             Vocab {
                 pieces: pieces.iter().map(|s| s.to_string()).collect(),

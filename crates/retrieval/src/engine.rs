@@ -154,7 +154,9 @@ impl Retriever {
     ) -> Result<Self> {
         let backend_name = match &config.vectors {
             VectorBackend::Flat => "flat".to_string(),
-            VectorBackend::Qdrant { url, collection, .. } => format!("qdrant:{url}/{collection}"),
+            VectorBackend::Qdrant {
+                url, collection, ..
+            } => format!("qdrant:{url}/{collection}"),
         };
         let meta = IndexMeta {
             schema: SCHEMA_VERSION,
@@ -241,7 +243,10 @@ impl Retriever {
         loop {
             attempt += 1;
             if rebuilt.is_some() {
-                tracing::warn!(reason = rebuilt.as_deref().unwrap_or(""), "rebuilding the index");
+                tracing::warn!(
+                    reason = rebuilt.as_deref().unwrap_or(""),
+                    "rebuilding the index"
+                );
                 for name in ["lexical", "vectors.bin", "manifest.json", "meta.json"] {
                     let p = dir.join(name);
                     let _ = if p.is_dir() {
@@ -428,7 +433,14 @@ impl Retriever {
             self.lexical.delete_doc(&d.document.id)?;
             let chunks = chunk_document(&d.document, &self.config.chunk);
             new_chunks.extend(chunks.iter().cloned());
-            entries.push((d.document.id.clone(), ManifestEntry { hash, source: d.source, chunks }));
+            entries.push((
+                d.document.id.clone(),
+                ManifestEntry {
+                    hash,
+                    source: d.source,
+                    chunks,
+                },
+            ));
         }
         let fresh: Vec<String> = entries.iter().map(|(id, _)| id.clone()).collect();
         if !fresh.is_empty() {
@@ -519,7 +531,11 @@ impl Retriever {
                 let chunk = self.chunks.get(&f.chunk_id)?.clone();
                 let score = match opts.mode {
                     Mode::Hybrid => f.score,
-                    _ => f.contributions.first().map(|c| c.raw_score as f64).unwrap_or(0.0),
+                    _ => f
+                        .contributions
+                        .first()
+                        .map(|c| c.raw_score as f64)
+                        .unwrap_or(0.0),
                 };
                 Some(SearchHit {
                     chunk,
@@ -544,7 +560,10 @@ pub fn rank_documents(hits: &[SearchHit]) -> Vec<String> {
 fn is_damage(e: &Error) -> bool {
     matches!(
         e,
-        Error::CorruptVectors { .. } | Error::Manifest { .. } | Error::Index(_) | Error::OpenDirectory(_)
+        Error::CorruptVectors { .. }
+            | Error::Manifest { .. }
+            | Error::Index(_)
+            | Error::OpenDirectory(_)
     )
 }
 
@@ -565,5 +584,8 @@ fn describe_change(old: &IndexMeta, new: &IndexMeta) -> String {
     if old.vectors != new.vectors {
         parts.push(format!("vector store {} → {}", old.vectors, new.vectors));
     }
-    format!("index was built with a different configuration: {}", parts.join(", "))
+    format!(
+        "index was built with a different configuration: {}",
+        parts.join(", ")
+    )
 }

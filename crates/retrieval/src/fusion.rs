@@ -28,7 +28,9 @@ pub fn rrf(lists: &[RankedList<'_>], k: f64) -> Vec<Fused> {
         for (i, hit) in list.hits.iter().enumerate() {
             let rank = i + 1;
             let part = list.weight / (k + rank as f64);
-            first_seen.entry(hit.chunk_id.as_str()).or_insert((rank, li));
+            first_seen
+                .entry(hit.chunk_id.as_str())
+                .or_insert((rank, li));
             let e = by_id.entry(hit.chunk_id.as_str()).or_insert_with(|| Fused {
                 chunk_id: hit.chunk_id.clone(),
                 doc_id: hit.doc_id.clone(),
@@ -76,8 +78,16 @@ mod tests {
         let b = hits(&["y", "w", "x"]);
         let fused = rrf(
             &[
-                RankedList { name: "bm25", weight: 1.0, hits: &a },
-                RankedList { name: "dense", weight: 1.0, hits: &b },
+                RankedList {
+                    name: "bm25",
+                    weight: 1.0,
+                    hits: &a,
+                },
+                RankedList {
+                    name: "dense",
+                    weight: 1.0,
+                    hits: &b,
+                },
             ],
             60.0,
         );
@@ -95,8 +105,16 @@ mod tests {
         let b = hits(&["y", "x"]);
         let fused = rrf(
             &[
-                RankedList { name: "bm25", weight: 2.0, hits: &a },
-                RankedList { name: "dense", weight: 1.0, hits: &b },
+                RankedList {
+                    name: "bm25",
+                    weight: 2.0,
+                    hits: &a,
+                },
+                RankedList {
+                    name: "dense",
+                    weight: 1.0,
+                    hits: &b,
+                },
             ],
             1.0,
         );

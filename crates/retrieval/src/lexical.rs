@@ -35,7 +35,10 @@ fn schema() -> Schema {
     let indexing = TextFieldIndexing::default()
         .set_tokenizer(TOKENIZER_NAME)
         .set_index_option(IndexRecordOption::WithFreqsAndPositions);
-    b.add_text_field("text", TextOptions::default().set_indexing_options(indexing));
+    b.add_text_field(
+        "text",
+        TextOptions::default().set_indexing_options(indexing),
+    );
     b.build()
 }
 
@@ -80,8 +83,13 @@ impl LexicalIndex {
     }
 
     pub fn add(&mut self, chunk: &knowledge::Chunk) -> Result<()> {
-        let (cid, did, bureau, category, text) =
-            (self.chunk_id, self.doc_id, self.bureau, self.category, self.text);
+        let (cid, did, bureau, category, text) = (
+            self.chunk_id,
+            self.doc_id,
+            self.bureau,
+            self.category,
+            self.text,
+        );
         let d = doc!(
             cid => chunk.id.clone(),
             did => chunk.doc_id.clone(),

@@ -16,7 +16,9 @@ pub mod vector;
 
 use serde::{Deserialize, Serialize};
 
-pub use engine::{IngestReport, Retriever, RetrieverConfig, SearchHit, SearchOptions, VectorBackend};
+pub use engine::{
+    IngestReport, Retriever, RetrieverConfig, SearchHit, SearchOptions, VectorBackend,
+};
 pub use error::{BoxError, Error, Result};
 pub use vector::{FlatStore, VectorPoint, VectorStore};
 

@@ -3,12 +3,12 @@
 //! carries `chunk_id`, `doc_id`, `bureau` and `category` for filtering.
 
 use async_trait::async_trait;
+use qdrant_client::qdrant::r#match::MatchValue;
 use qdrant_client::qdrant::{
     value::Kind, Condition, CountPointsBuilder, CreateCollectionBuilder, DeletePointsBuilder,
     Distance, Filter, PointStruct, Query, QueryPointsBuilder, UpsertPointsBuilder,
     VectorParamsBuilder,
 };
-use qdrant_client::qdrant::r#match::MatchValue;
 use qdrant_client::{Payload, Qdrant};
 use sha2::{Digest, Sha256};
 
@@ -56,7 +56,12 @@ fn filter_of(f: &SearchFilter) -> Option<Filter> {
 
 impl QdrantStore {
     /// Connects and makes sure the collection exists with the embedder's dimension (cosine).
-    pub async fn connect(url: &str, api_key: Option<String>, collection: &str, dim: usize) -> Result<Self> {
+    pub async fn connect(
+        url: &str,
+        api_key: Option<String>,
+        collection: &str,
+        dim: usize,
+    ) -> Result<Self> {
         let client = Qdrant::from_url(url)
             .api_key(api_key)
             .skip_compatibility_check()
@@ -80,8 +85,9 @@ impl QdrantStore {
         if !exists {
             self.client
                 .create_collection(
-                    CreateCollectionBuilder::new(&self.collection)
-                        .vectors_config(VectorParamsBuilder::new(self.dim as u64, Distance::Cosine)),
+                    CreateCollectionBuilder::new(&self.collection).vectors_config(
+                        VectorParamsBuilder::new(self.dim as u64, Distance::Cosine),
+                    ),
                 )
                 .await
                 .map_err(err("creating the collection"))?;
@@ -90,7 +96,10 @@ impl QdrantStore {
     }
 }
 
-fn payload_str(p: &std::collections::HashMap<String, qdrant_client::qdrant::Value>, key: &str) -> String {
+fn payload_str(
+    p: &std::collections::HashMap<String, qdrant_client::qdrant::Value>,
+    key: &str,
+) -> String {
     match p.get(key).and_then(|v| v.kind.as_ref()) {
         Some(Kind::StringValue(s)) => s.clone(),
         _ => String::new(),
@@ -135,7 +144,11 @@ impl VectorStore for QdrantStore {
         }
         let filter = Filter::should(doc_ids.iter().map(|d| keyword("doc_id", d)));
         self.client
-            .delete_points(DeletePointsBuilder::new(&self.collection).points(filter).wait(true))
+            .delete_points(
+                DeletePointsBuilder::new(&self.collection)
+                    .points(filter)
+                    .wait(true),
+            )
             .await
             .map_err(err("deleting points"))?;
         Ok(())
@@ -149,7 +162,12 @@ impl VectorStore for QdrantStore {
         self.ensure_collection().await
     }
 
-    async fn search(&self, query: &[f32], k: usize, filter: &SearchFilter) -> Result<Vec<ChunkHit>> {
+    async fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &SearchFilter,
+    ) -> Result<Vec<ChunkHit>> {
         if query.len() != self.dim {
             return Err(Error::Dimension {
                 expected: self.dim,

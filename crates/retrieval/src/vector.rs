@@ -32,7 +32,8 @@ pub trait VectorStore: Send + Sync {
     /// Removes everything.
     async fn clear(&self) -> Result<()>;
     /// Nearest points by cosine similarity (vectors are unit length), best first.
-    async fn search(&self, query: &[f32], k: usize, filter: &SearchFilter) -> Result<Vec<ChunkHit>>;
+    async fn search(&self, query: &[f32], k: usize, filter: &SearchFilter)
+        -> Result<Vec<ChunkHit>>;
     async fn count(&self) -> Result<usize>;
     /// Makes all changes durable.
     async fn flush(&self) -> Result<()>;
@@ -171,8 +172,12 @@ fn decode(bytes: &[u8], dim: usize) -> std::result::Result<Vec<VectorPoint>, Str
 }
 
 fn matches(p: &VectorPoint, f: &SearchFilter) -> bool {
-    f.bureau.as_ref().is_none_or(|b| p.bureau.as_ref() == Some(b))
-        && f.category.as_ref().is_none_or(|c| p.category.as_ref() == Some(c))
+    f.bureau
+        .as_ref()
+        .is_none_or(|b| p.bureau.as_ref() == Some(b))
+        && f.category
+            .as_ref()
+            .is_none_or(|c| p.category.as_ref() == Some(c))
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -199,7 +204,8 @@ impl VectorStore for FlatStore {
         for p in &new {
             self.check_dim(p.vector.len())?;
         }
-        let ids: std::collections::HashSet<&str> = new.iter().map(|p| p.chunk_id.as_str()).collect();
+        let ids: std::collections::HashSet<&str> =
+            new.iter().map(|p| p.chunk_id.as_str()).collect();
         let mut points = self.points.write().expect("vector store lock");
         points.retain(|p| !ids.contains(p.chunk_id.as_str()));
         points.extend(new);
@@ -220,7 +226,12 @@ impl VectorStore for FlatStore {
         Ok(())
     }
 
-    async fn search(&self, query: &[f32], k: usize, filter: &SearchFilter) -> Result<Vec<ChunkHit>> {
+    async fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &SearchFilter,
+    ) -> Result<Vec<ChunkHit>> {
         self.check_dim(query.len())?;
         let points = self.points.read().expect("vector store lock");
         let mut scored: Vec<(f32, usize)> = points
@@ -288,20 +299,43 @@ mod tests {
         ])
         .await
         .unwrap();
-        let hits = s.search(&[0.6, 0.8, 0.0], 2, &SearchFilter::default()).await.unwrap();
-        assert_eq!(hits.iter().map(|h| h.chunk_id.as_str()).collect::<Vec<_>>(), ["b#0", "a#0"]);
-        let f = SearchFilter { bureau: Some("社會局".into()), ..Default::default() };
+        let hits = s
+            .search(&[0.6, 0.8, 0.0], 2, &SearchFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            hits.iter().map(|h| h.chunk_id.as_str()).collect::<Vec<_>>(),
+            ["b#0", "a#0"]
+        );
+        let f = SearchFilter {
+            bureau: Some("社會局".into()),
+            ..Default::default()
+        };
         let hits = s.search(&[0.6, 0.8, 0.0], 5, &f).await.unwrap();
-        assert_eq!(hits.iter().map(|h| h.chunk_id.as_str()).collect::<Vec<_>>(), ["a#0", "c#0"]);
+        assert_eq!(
+            hits.iter().map(|h| h.chunk_id.as_str()).collect::<Vec<_>>(),
+            ["a#0", "c#0"]
+        );
         s.delete_docs(&["a".into()]).await.unwrap();
         s.flush().await.unwrap();
         let reopened = FlatStore::open(&path, 3).unwrap();
         assert_eq!(reopened.count().await.unwrap(), 2);
-        let hits = reopened.search(&[1.0, 0.0, 0.0], 1, &SearchFilter::default()).await.unwrap();
+        let hits = reopened
+            .search(&[1.0, 0.0, 0.0], 1, &SearchFilter::default())
+            .await
+            .unwrap();
         assert_eq!(hits[0].chunk_id, "b#0");
         assert!(matches!(
-            reopened.upsert(vec![VectorPoint { vector: vec![1.0], ..p("x", "x", None, [0.0; 3]) }]).await,
-            Err(Error::Dimension { expected: 3, got: 1 })
+            reopened
+                .upsert(vec![VectorPoint {
+                    vector: vec![1.0],
+                    ..p("x", "x", None, [0.0; 3])
+                }])
+                .await,
+            Err(Error::Dimension {
+                expected: 3,
+                got: 1
+            })
         ));
     }
 
@@ -310,7 +344,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.bin");
         let s = FlatStore::open(&path, 3).unwrap();
-        s.upsert(vec![p("a#0", "a", None, [1.0, 0.0, 0.0])]).await.unwrap();
+        s.upsert(vec![p("a#0", "a", None, [1.0, 0.0, 0.0])])
+            .await
+            .unwrap();
         s.flush().await.unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.truncate(bytes.len() - 5);

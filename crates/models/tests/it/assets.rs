@@ -54,7 +54,10 @@ fn setup_converts_once_then_does_nothing_and_detects_corruption() {
     let before = std::fs::metadata(&path).unwrap().modified().unwrap();
     let second = cache.setup(&spec, &source, false).unwrap();
     assert_eq!(second, SetupOutcome::AlreadyPresent(path.clone()));
-    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        before
+    );
 
     // Flip a byte: doctor reports corruption, require names the fix, setup repairs it.
     let mut bytes = std::fs::read(&path).unwrap();
@@ -62,7 +65,11 @@ fn setup_converts_once_then_does_nothing_and_detects_corruption() {
     bytes[mid] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
     assert!(matches!(cache.check(&spec), AssetState::Corrupt { .. }));
-    assert!(cache.require(&spec).unwrap_err().to_string().contains("setup"));
+    assert!(cache
+        .require(&spec)
+        .unwrap_err()
+        .to_string()
+        .contains("setup"));
     assert!(matches!(
         cache.setup(&spec, &source, false).unwrap(),
         SetupOutcome::Installed(_)

@@ -20,17 +20,23 @@ fn real_embedder_matches_the_reference_engine() {
         (
             "我媽70歲要怎麼辦敬老卡？",
             15,
-            [0.108534, -0.003023, -0.050876, -0.038028, 0.051759, -0.011618, 0.016241, 0.026411],
+            [
+                0.108534, -0.003023, -0.050876, -0.038028, 0.051759, -0.011618, 0.016241, 0.026411,
+            ],
         ),
         (
             "路燈不亮",
             10,
-            [0.060025, -0.060537, -0.063098, -0.039028, 0.071374, 0.004039, -0.011914, 0.038004],
+            [
+                0.060025, -0.060537, -0.063098, -0.039028, 0.071374, 0.004039, -0.011914, 0.038004,
+            ],
         ),
         (
             "Hello world",
             7,
-            [0.037633, 0.016651, -0.050620, -0.066583, 0.069068, -0.045050, 0.007652, 0.063773],
+            [
+                0.037633, 0.016651, -0.050620, -0.066583, 0.069068, -0.045050, 0.007652, 0.063773,
+            ],
         ),
     ];
     for (text, tokens, head) in cases {
@@ -38,7 +44,10 @@ fn real_embedder_matches_the_reference_engine() {
         let v = emb.embed(&[text], TextKind::Query).unwrap().remove(0);
         assert_eq!(v.len(), 384);
         for (i, (got, want)) in v.iter().zip(head).enumerate() {
-            assert!((got - want).abs() < 0.004, "{text} dim {i}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 0.004,
+                "{text} dim {i}: {got} vs {want}"
+            );
         }
     }
 }
@@ -56,6 +65,9 @@ fn real_embedder_ranks_the_matching_passage_first() {
         "大型廢棄物清運：舊家具、床墊請先預約清運時間。",
     ];
     let p = emb.embed(&passages, TextKind::Passage).unwrap();
-    let scores: Vec<f32> = p.iter().map(|v| v.iter().zip(&q).map(|(a, b)| a * b).sum()).collect();
+    let scores: Vec<f32> = p
+        .iter()
+        .map(|v| v.iter().zip(&q).map(|(a, b)| a * b).sum())
+        .collect();
     assert!(scores[0] > scores[1] && scores[0] > scores[2], "{scores:?}");
 }

@@ -64,7 +64,12 @@ fn reference_embed(f: &E5sFile, ids: &[u32]) -> Vec<f32> {
             let mut r: Vec<f32> = (0..h)
                 .map(|i| word[id as usize * h + i] + pos[t * h + i] + typ[i])
                 .collect();
-            layer_norm(&mut r, &tensor(f, "emb.ln.w"), &tensor(f, "emb.ln.b"), hp.eps);
+            layer_norm(
+                &mut r,
+                &tensor(f, "emb.ln.w"),
+                &tensor(f, "emb.ln.b"),
+                hp.eps,
+            );
             r
         })
         .collect();
@@ -110,7 +115,9 @@ fn reference_embed(f: &E5sFile, ids: &[u32]) -> Vec<f32> {
     }
     let mut mean = vec![0f32; h];
     for r in &x {
-        mean.iter_mut().zip(r).for_each(|(m, v)| *m += v / x.len() as f32);
+        mean.iter_mut()
+            .zip(r)
+            .for_each(|(m, v)| *m += v / x.len() as f32);
     }
     let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt();
     mean.iter().map(|v| v / norm).collect()
@@ -118,7 +125,8 @@ fn reference_embed(f: &E5sFile, ids: &[u32]) -> Vec<f32> {
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()
-        / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+        / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
+            * b.iter().map(|x| x * x).sum::<f32>().sqrt())
 }
 
 fn load_tiny(dir: &tempfile::TempDir, seed: u64) -> (E5sFile, E5Embedder) {
@@ -174,8 +182,14 @@ fn long_texts_are_windowed_not_truncated() {
     // 16 positions → 14 content tokens per window; this text needs several windows.
     let long = "敬老卡申請".repeat(8);
     let head = "敬老卡申請".repeat(2);
-    let a = emb.embed(&[long.as_str()], TextKind::Passage).unwrap().remove(0);
-    let b = emb.embed(&[head.as_str()], TextKind::Passage).unwrap().remove(0);
+    let a = emb
+        .embed(&[long.as_str()], TextKind::Passage)
+        .unwrap()
+        .remove(0);
+    let b = emb
+        .embed(&[head.as_str()], TextKind::Passage)
+        .unwrap()
+        .remove(0);
     assert_eq!(a.len(), 64);
     assert!(a.iter().all(|v| v.is_finite()));
     assert!(cosine(&a, &b) < 0.9999, "the tail must contribute");
@@ -192,8 +206,15 @@ fn a_truncated_gguf_is_a_clear_error() {
         .expect("must fail");
     let msg = format!("{err}");
     assert!(msg.contains("broken.gguf"), "{msg}");
-    let missing = E5Embedder::load(&dir.path().join("nope.gguf"), "x", EmbedderConfig::default())
-        .err()
-        .unwrap();
-    assert!(format!("{missing}").contains("assistant setup"), "{missing}");
+    let missing = E5Embedder::load(
+        &dir.path().join("nope.gguf"),
+        "x",
+        EmbedderConfig::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        format!("{missing}").contains("assistant setup"),
+        "{missing}"
+    );
 }

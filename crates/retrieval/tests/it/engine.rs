@@ -27,26 +27,43 @@ async fn ingesting_the_same_corpus_twice_changes_nothing() {
     let corpus = tempfile::tempdir().unwrap();
     let index = tempfile::tempdir().unwrap();
     write_corpus(corpus.path());
-    let mut r = Retriever::open(Some(index.path()), embedder("v1"), RetrieverConfig::default())
-        .await
-        .unwrap();
+    let mut r = Retriever::open(
+        Some(index.path()),
+        embedder("v1"),
+        RetrieverConfig::default(),
+    )
+    .await
+    .unwrap();
     let first = ingest_dir(&mut r, corpus.path()).await;
     assert_eq!((first.added, first.unchanged, first.removed), (3, 0, 0));
     assert!(first.chunks_embedded >= 5);
     let second = ingest_dir(&mut r, corpus.path()).await;
     assert_eq!(
-        (second.added, second.updated, second.unchanged, second.removed, second.chunks_embedded),
+        (
+            second.added,
+            second.updated,
+            second.unchanged,
+            second.removed,
+            second.chunks_embedded
+        ),
         (0, 0, 3, 0, 0)
     );
     drop(r);
     // Also after reopening from disk.
-    let mut r = Retriever::open(Some(index.path()), embedder("v1"), RetrieverConfig::default())
-        .await
-        .unwrap();
+    let mut r = Retriever::open(
+        Some(index.path()),
+        embedder("v1"),
+        RetrieverConfig::default(),
+    )
+    .await
+    .unwrap();
     assert!(r.rebuilt().is_none());
     let third = ingest_dir(&mut r, corpus.path()).await;
     assert_eq!((third.unchanged, third.chunks_embedded), (3, 0));
-    let hits = r.search("敬老卡要帶什麼", &SearchOptions::default()).await.unwrap();
+    let hits = r
+        .search("敬老卡要帶什麼", &SearchOptions::default())
+        .await
+        .unwrap();
     assert_eq!(hits[0].chunk.doc_id, "senior-card");
 }
 
@@ -54,37 +71,71 @@ async fn ingesting_the_same_corpus_twice_changes_nothing() {
 async fn edits_and_deletions_update_only_what_changed() {
     let corpus = tempfile::tempdir().unwrap();
     write_corpus(corpus.path());
-    let mut r = Retriever::open(None, embedder("v1"), RetrieverConfig::default()).await.unwrap();
+    let mut r = Retriever::open(None, embedder("v1"), RetrieverConfig::default())
+        .await
+        .unwrap();
     ingest_dir(&mut r, corpus.path()).await;
     std::fs::write(
         corpus.path().join("streetlight.md"),
-        guide("streetlight", "路燈故障報修", "工務局", "路燈桿號在燈桿上的金屬牌。"),
+        guide(
+            "streetlight",
+            "路燈故障報修",
+            "工務局",
+            "路燈桿號在燈桿上的金屬牌。",
+        ),
     )
     .unwrap();
     std::fs::remove_file(corpus.path().join("bulky-waste.md")).unwrap();
     let rep = ingest_dir(&mut r, corpus.path()).await;
-    assert_eq!((rep.added, rep.updated, rep.unchanged, rep.removed), (0, 1, 1, 1));
+    assert_eq!(
+        (rep.added, rep.updated, rep.unchanged, rep.removed),
+        (0, 1, 1, 1)
+    );
     assert_eq!(r.num_documents(), 2);
     let hits = r
-        .search("大型家具清運", &SearchOptions { mode: Mode::Bm25, ..Default::default() })
+        .search(
+            "大型家具清運",
+            &SearchOptions {
+                mode: Mode::Bm25,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert!(hits.iter().all(|h| h.chunk.doc_id != "bulky-waste"), "removed document still found");
+    assert!(
+        hits.iter().all(|h| h.chunk.doc_id != "bulky-waste"),
+        "removed document still found"
+    );
     let hits = r
-        .search("路燈桿號在哪裡", &SearchOptions { mode: Mode::Bm25, ..Default::default() })
+        .search(
+            "路燈桿號在哪裡",
+            &SearchOptions {
+                mode: Mode::Bm25,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(hits[0].chunk.text.contains("金屬牌"));
-    assert!(!hits.iter().any(|h| h.chunk.text.contains("三日內")), "old version still indexed");
+    assert!(
+        !hits.iter().any(|h| h.chunk.text.contains("三日內")),
+        "old version still indexed"
+    );
 }
 
 #[tokio::test]
 async fn a_broken_file_is_reported_and_keeps_what_it_indexed_before() {
     let corpus = tempfile::tempdir().unwrap();
     write_corpus(corpus.path());
-    let mut r = Retriever::open(None, embedder("v1"), RetrieverConfig::default()).await.unwrap();
+    let mut r = Retriever::open(None, embedder("v1"), RetrieverConfig::default())
+        .await
+        .unwrap();
     ingest_dir(&mut r, corpus.path()).await;
-    std::fs::write(corpus.path().join("senior-card.md"), "+++\nid = \"senior-card\nbroken").unwrap();
+    std::fs::write(
+        corpus.path().join("senior-card.md"),
+        "+++\nid = \"senior-card\nbroken",
+    )
+    .unwrap();
     let loaded = load_path(corpus.path(), &LoadOptions::default()).unwrap();
     assert_eq!(loaded.problems.len(), 1);
     assert!(loaded.problems[0].path.ends_with("senior-card.md"));
@@ -97,17 +148,27 @@ async fn a_broken_file_is_reported_and_keeps_what_it_indexed_before() {
 async fn filters_and_explanations() {
     let corpus = tempfile::tempdir().unwrap();
     write_corpus(corpus.path());
-    let mut r = Retriever::open(None, embedder("v1"), RetrieverConfig::default()).await.unwrap();
+    let mut r = Retriever::open(None, embedder("v1"), RetrieverConfig::default())
+        .await
+        .unwrap();
     ingest_dir(&mut r, corpus.path()).await;
     let opts = SearchOptions {
         k: 10,
         mode: Mode::Hybrid,
-        filter: SearchFilter { bureau: Some("工務局".into()), category: None },
+        filter: SearchFilter {
+            bureau: Some("工務局".into()),
+            category: None,
+        },
     };
     let hits = r.search("報修 申請", &opts).await.unwrap();
     assert!(!hits.is_empty());
-    assert!(hits.iter().all(|h| h.chunk.bureau.as_deref() == Some("工務局")));
-    let hits = r.search("路燈不亮", &SearchOptions::default()).await.unwrap();
+    assert!(hits
+        .iter()
+        .all(|h| h.chunk.bureau.as_deref() == Some("工務局")));
+    let hits = r
+        .search("路燈不亮", &SearchOptions::default())
+        .await
+        .unwrap();
     let top = &hits[0];
     assert_eq!(top.chunk.doc_id, "streetlight");
     let sources: Vec<&str> = top.contributions.iter().map(|c| c.source).collect();
@@ -115,7 +176,16 @@ async fn filters_and_explanations() {
     let sum: f64 = top.contributions.iter().map(|c| c.rrf).sum();
     assert!((sum - top.score).abs() < 1e-12);
     // Simplified and full-width queries find the same guide.
-    let hits = r.search("路灯不亮", &SearchOptions { mode: Mode::Bm25, ..Default::default() }).await.unwrap();
+    let hits = r
+        .search(
+            "路灯不亮",
+            &SearchOptions {
+                mode: Mode::Bm25,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(hits[0].chunk.doc_id, "streetlight");
 }
 
@@ -125,14 +195,22 @@ async fn another_embedder_or_damaged_files_rebuild_the_index() {
     let index = tempfile::tempdir().unwrap();
     write_corpus(corpus.path());
     {
-        let mut r = Retriever::open(Some(index.path()), embedder("v1"), RetrieverConfig::default())
-            .await
-            .unwrap();
-        ingest_dir(&mut r, corpus.path()).await;
-    }
-    let mut r = Retriever::open(Some(index.path()), embedder("v2"), RetrieverConfig::default())
+        let mut r = Retriever::open(
+            Some(index.path()),
+            embedder("v1"),
+            RetrieverConfig::default(),
+        )
         .await
         .unwrap();
+        ingest_dir(&mut r, corpus.path()).await;
+    }
+    let mut r = Retriever::open(
+        Some(index.path()),
+        embedder("v2"),
+        RetrieverConfig::default(),
+    )
+    .await
+    .unwrap();
     let why = r.rebuilt().expect("must rebuild").to_string();
     assert!(why.contains("embedder"), "{why}");
     assert_eq!(r.num_documents(), 0);
@@ -144,13 +222,30 @@ async fn another_embedder_or_damaged_files_rebuild_the_index() {
     let vectors = index.path().join("vectors.bin");
     let bytes = std::fs::read(&vectors).unwrap();
     std::fs::write(&vectors, &bytes[..bytes.len() / 2]).unwrap();
-    let mut r = Retriever::open(Some(index.path()), embedder("v2"), RetrieverConfig::default())
-        .await
-        .unwrap();
-    assert!(r.rebuilt().unwrap().contains("damaged"), "{:?}", r.rebuilt());
+    let mut r = Retriever::open(
+        Some(index.path()),
+        embedder("v2"),
+        RetrieverConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        r.rebuilt().unwrap().contains("damaged"),
+        "{:?}",
+        r.rebuilt()
+    );
     let rep = ingest_dir(&mut r, corpus.path()).await;
     assert_eq!(rep.added, 3);
-    let hits = r.search("敬老卡", &SearchOptions { mode: Mode::Dense, ..Default::default() }).await.unwrap();
+    let hits = r
+        .search(
+            "敬老卡",
+            &SearchOptions {
+                mode: Mode::Dense,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(hits[0].chunk.doc_id, "senior-card");
 }
 
@@ -160,24 +255,43 @@ async fn a_tokenizer_change_rebuilds_bm25_in_place_without_re_embedding() {
     let index = tempfile::tempdir().unwrap();
     write_corpus(corpus.path());
     {
-        let mut r = Retriever::open(Some(index.path()), embedder("v1"), RetrieverConfig::default())
-            .await
-            .unwrap();
+        let mut r = Retriever::open(
+            Some(index.path()),
+            embedder("v1"),
+            RetrieverConfig::default(),
+        )
+        .await
+        .unwrap();
         ingest_dir(&mut r, corpus.path()).await;
     }
     // Pretend the index was built by an older tokenizer.
     let meta_path = index.path().join("meta.json");
-    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
     meta["tokenizer"] = "jieba-old".into();
     std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
-    let mut r = Retriever::open(Some(index.path()), embedder("v1"), RetrieverConfig::default())
-        .await
-        .unwrap();
-    assert!(r.rebuilt().unwrap().contains("tokenizer"), "{:?}", r.rebuilt());
+    let mut r = Retriever::open(
+        Some(index.path()),
+        embedder("v1"),
+        RetrieverConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        r.rebuilt().unwrap().contains("tokenizer"),
+        "{:?}",
+        r.rebuilt()
+    );
     assert!(!r.emptied());
     assert_eq!(r.num_documents(), 3);
     let hits = r
-        .search("路燈不亮", &SearchOptions { mode: Mode::Bm25, ..Default::default() })
+        .search(
+            "路燈不亮",
+            &SearchOptions {
+                mode: Mode::Bm25,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(hits[0].chunk.doc_id, "streetlight");

@@ -16,7 +16,9 @@ impl CharEmbedder {
         let mut v = vec![0f32; self.dim];
         let chars: Vec<char> = text.chars().filter(|c| c.is_alphanumeric()).collect();
         let mut add = |s: &str, w: f32| {
-            let h = s.bytes().fold(1469598103934665603u64, |h, b| (h ^ b as u64).wrapping_mul(1099511628211));
+            let h = s.bytes().fold(1469598103934665603u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(1099511628211)
+            });
             v[(h % self.dim as u64) as usize] += w;
         };
         for c in &chars {
@@ -59,12 +61,22 @@ pub fn write_corpus(dir: &Path) {
     .unwrap();
     std::fs::write(
         dir.join("streetlight.md"),
-        guide("streetlight", "路燈故障報修", "工務局", "路燈不亮、閃爍時請撥1999報修，並提供路燈桿號。\n\n## 處理期限\n一般三日內修復。"),
+        guide(
+            "streetlight",
+            "路燈故障報修",
+            "工務局",
+            "路燈不亮、閃爍時請撥1999報修，並提供路燈桿號。\n\n## 處理期限\n一般三日內修復。",
+        ),
     )
     .unwrap();
     std::fs::write(
         dir.join("bulky-waste.md"),
-        guide("bulky-waste", "大型廢棄物清運", "環境保護局", "舊沙發、床墊等大型家具請預約清運，不可隨意棄置。"),
+        guide(
+            "bulky-waste",
+            "大型廢棄物清運",
+            "環境保護局",
+            "舊沙發、床墊等大型家具請預約清運，不可隨意棄置。",
+        ),
     )
     .unwrap();
 }
