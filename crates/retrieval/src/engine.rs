@@ -201,53 +201,24 @@ impl Retriever {
                 Err(_) => Some("index metadata unreadable".to_string()),
             },
         };
-        if lexical_only {
-            let lex = dir.join("lexical");
-            if lex.exists() {
-                std::fs::remove_dir_all(&lex).map_err(|e| Error::io("removing", &lex, e))?;
-            }
-            match Self::open_parts(dir, &config, &meta).await {
-                Ok((mut lexical, vectors, manifest)) => {
-                    for e in manifest.docs.values() {
-                        for c in &e.chunks {
-                            lexical.add(c)?;
-                        }
-                    }
-                    lexical.commit()?;
-                    write_atomic(&meta_path, &serde_json::to_vec_pretty(&meta).expect("meta"))?;
-                    let chunks = manifest
-                        .docs
-                        .values()
-                        .flat_map(|e| e.chunks.iter().map(|c| (c.id.clone(), c.clone())))
-                        .collect();
-                    tracing::warn!("tokenizer changed: BM25 index rebuilt from stored sections");
-                    return Ok(Retriever {
-                        dir: Some(dir.to_path_buf()),
-                        lexical,
-                        vectors,
-                        embedder,
-                        config,
-                        manifest,
-                        chunks,
-                        rebuilt: rebuilt.map(|r| format!("{r} (BM25 index rebuilt in place)")),
-                        emptied: false,
-                    });
-                }
-                Err(e) if is_damage(&e) => {
-                    rebuilt = Some(format!("index files damaged: {e:#}"));
-                }
-                Err(e) => return Err(e),
-            }
-        }
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // Only the tokenizer changed: the vectors stay valid, so the BM25 index is rebuilt
+            // from the stored sections instead of re-embedding everything.
+            let in_place = lexical_only && attempt == 1;
             if rebuilt.is_some() {
                 tracing::warn!(
                     reason = rebuilt.as_deref().unwrap_or(""),
+                    in_place,
                     "rebuilding the index"
                 );
-                for name in ["lexical", "vectors.bin", "manifest.json", "meta.json"] {
+                let stale: &[&str] = if in_place {
+                    &["lexical"]
+                } else {
+                    &["lexical", "vectors.bin", "manifest.json", "meta.json"]
+                };
+                for name in stale {
                     let p = dir.join(name);
                     let _ = if p.is_dir() {
                         std::fs::remove_dir_all(&p)
@@ -257,8 +228,13 @@ impl Retriever {
                 }
             }
             match Self::open_parts(dir, &config, &meta).await {
-                Ok((lexical, vectors, manifest)) => {
-                    if rebuilt.is_some() {
+                Ok((mut lexical, vectors, manifest)) => {
+                    if in_place {
+                        for c in manifest.docs.values().flat_map(|e| &e.chunks) {
+                            lexical.add(c)?;
+                        }
+                        lexical.commit()?;
+                    } else if rebuilt.is_some() {
                         vectors.clear().await?;
                     }
                     write_atomic(&meta_path, &serde_json::to_vec_pretty(&meta).expect("meta"))?;
@@ -275,12 +251,19 @@ impl Retriever {
                         config,
                         manifest,
                         chunks,
-                        emptied: rebuilt.is_some(),
-                        rebuilt,
+                        emptied: rebuilt.is_some() && !in_place,
+                        rebuilt: rebuilt.map(|r| {
+                            if in_place {
+                                format!("{r} (BM25 index rebuilt in place)")
+                            } else {
+                                r
+                            }
+                        }),
                     });
                 }
                 Err(e) if attempt == 1 && is_damage(&e) => {
                     rebuilt = Some(format!("index files damaged: {e:#}"));
+                    lexical_only = false;
                 }
                 Err(e) => return Err(e),
             }
