@@ -13,7 +13,7 @@ use qdrant_client::{Payload, Qdrant};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::vector::{VectorPoint, VectorStore};
+use crate::vector::{check_dim, VectorPoint, VectorStore};
 use crate::{ChunkHit, SearchFilter};
 
 pub struct QdrantStore {
@@ -118,12 +118,7 @@ impl VectorStore for QdrantStore {
         }
         let mut structs = Vec::with_capacity(points.len());
         for p in points {
-            if p.vector.len() != self.dim {
-                return Err(Error::Dimension {
-                    expected: self.dim,
-                    got: p.vector.len(),
-                });
-            }
+            check_dim(self.dim, p.vector.len())?;
             let mut payload = Payload::new();
             payload.insert("chunk_id", p.chunk_id.clone());
             payload.insert("doc_id", p.doc_id);
@@ -168,12 +163,7 @@ impl VectorStore for QdrantStore {
         k: usize,
         filter: &SearchFilter,
     ) -> Result<Vec<ChunkHit>> {
-        if query.len() != self.dim {
-            return Err(Error::Dimension {
-                expected: self.dim,
-                got: query.len(),
-            });
-        }
+        check_dim(self.dim, query.len())?;
         let mut req = QueryPointsBuilder::new(&self.collection)
             .query(Query::new_nearest(query.to_vec()))
             .limit(k as u64)

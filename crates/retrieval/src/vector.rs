@@ -76,14 +76,16 @@ impl FlatStore {
     }
 
     fn check_dim(&self, got: usize) -> Result<()> {
-        if got != self.dim {
-            return Err(Error::Dimension {
-                expected: self.dim,
-                got,
-            });
-        }
-        Ok(())
+        check_dim(self.dim, got)
     }
+}
+
+/// The dimension check every store applies to what it is given.
+pub(crate) fn check_dim(expected: usize, got: usize) -> Result<()> {
+    if got != expected {
+        return Err(Error::Dimension { expected, got });
+    }
+    Ok(())
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {

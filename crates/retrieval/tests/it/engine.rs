@@ -1,25 +1,17 @@
 //! The retriever end to end on small guide corpora: idempotent ingest, updates and removals,
 //! broken files, filters, fusion explanations, and rebuilds when the embedder or the files change.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use knowledge::{load_path, LoadOptions};
 use retrieval::{Mode, Retriever, RetrieverConfig, SearchFilter, SearchOptions};
 
-use crate::util::{guide, write_corpus, CharEmbedder};
+use crate::util::{
+    edit_streetlight_and_delete_bulky_waste, ingest_dir, write_corpus, CharEmbedder,
+};
 
 fn embedder(version: &'static str) -> Arc<CharEmbedder> {
     Arc::new(CharEmbedder { dim: 64, version })
-}
-
-async fn ingest_dir(r: &mut Retriever, dir: &std::path::Path) -> retrieval::IngestReport {
-    let loaded = load_path(dir, &LoadOptions::default()).unwrap();
-    let keep: HashSet<PathBuf> = loaded.problems.iter().map(|p| p.path.clone()).collect();
-    r.ingest(loaded.documents, &[dir.to_path_buf()], &keep, &|_, _| {})
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -75,17 +67,7 @@ async fn edits_and_deletions_update_only_what_changed() {
         .await
         .unwrap();
     ingest_dir(&mut r, corpus.path()).await;
-    std::fs::write(
-        corpus.path().join("streetlight.md"),
-        guide(
-            "streetlight",
-            "路燈故障報修",
-            "工務局",
-            "路燈桿號在燈桿上的金屬牌。",
-        ),
-    )
-    .unwrap();
-    std::fs::remove_file(corpus.path().join("bulky-waste.md")).unwrap();
+    edit_streetlight_and_delete_bulky_waste(corpus.path());
     let rep = ingest_dir(&mut r, corpus.path()).await;
     assert_eq!(
         (rep.added, rep.updated, rep.unchanged, rep.removed),

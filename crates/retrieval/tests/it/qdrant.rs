@@ -7,12 +7,9 @@
 //! documented semantics. They do not run Qdrant itself: index behaviour, persistence and
 //! server-side validation beyond what the stand-in implements are not covered here.
 
-use std::collections::HashSet;
 use std::error::Error as _;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use knowledge::{load_path, LoadOptions};
 use retrieval::qdrant::QdrantStore;
 use retrieval::{
     Error, Mode, Retriever, RetrieverConfig, SearchFilter, SearchOptions, VectorBackend,
@@ -20,7 +17,9 @@ use retrieval::{
 };
 
 use crate::qdrant_server;
-use crate::util::{guide, write_corpus, CharEmbedder};
+use crate::util::{
+    edit_streetlight_and_delete_bulky_waste, ingest_dir, write_corpus, CharEmbedder,
+};
 
 fn point(
     chunk: &str,
@@ -375,14 +374,6 @@ fn qdrant_config(url: &str, collection: &str) -> RetrieverConfig {
     }
 }
 
-async fn ingest_dir(r: &mut Retriever, dir: &std::path::Path) -> retrieval::IngestReport {
-    let loaded = load_path(dir, &LoadOptions::default()).unwrap();
-    let keep: HashSet<PathBuf> = loaded.problems.iter().map(|p| p.path.clone()).collect();
-    r.ingest(loaded.documents, &[dir.to_path_buf()], &keep, &|_, _| {})
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_retriever_runs_dense_search_over_qdrant() {
     let url = qdrant_server::spawn().await;
@@ -433,17 +424,7 @@ async fn the_retriever_runs_dense_search_over_qdrant() {
         .all(|h| h.chunk.bureau.as_deref() == Some("社會局")));
 
     // An edited guide replaces its points; a deleted one loses them.
-    std::fs::write(
-        corpus.path().join("streetlight.md"),
-        guide(
-            "streetlight",
-            "路燈故障報修",
-            "工務局",
-            "路燈桿號在燈桿上的金屬牌。",
-        ),
-    )
-    .unwrap();
-    std::fs::remove_file(corpus.path().join("bulky-waste.md")).unwrap();
+    edit_streetlight_and_delete_bulky_waste(corpus.path());
     let rep = ingest_dir(&mut r, corpus.path()).await;
     assert_eq!((rep.updated, rep.removed), (1, 1));
     assert_eq!(probe.count().await.unwrap(), r.num_chunks());

@@ -1,9 +1,12 @@
 //! Test helpers: a deterministic bag-of-characters embedder (a stand-in for the real model,
 //! which `assistant`'s tests run) and guide files written to a temp dir.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
-use retrieval::{BoxError, Embedder};
+use knowledge::{load_path, LoadOptions};
+
+use retrieval::{BoxError, Embedder, IngestReport, Retriever};
 
 /// Hashes character unigrams and bigrams into `dim` buckets, then L2-normalises.
 pub struct CharEmbedder {
@@ -79,4 +82,28 @@ pub fn write_corpus(dir: &Path) {
         ),
     )
     .unwrap();
+}
+
+/// Loads `dir` and ingests it, keeping what files with problems indexed before (as the CLI does).
+pub async fn ingest_dir(r: &mut Retriever, dir: &Path) -> IngestReport {
+    let loaded = load_path(dir, &LoadOptions::default()).unwrap();
+    let keep: HashSet<PathBuf> = loaded.problems.iter().map(|p| p.path.clone()).collect();
+    r.ingest(loaded.documents, &[dir.to_path_buf()], &keep, &|_, _| {})
+        .await
+        .unwrap()
+}
+
+/// Rewrites the streetlight guide (its body now mentions 金屬牌) and deletes the bulky-waste one.
+pub fn edit_streetlight_and_delete_bulky_waste(dir: &Path) {
+    std::fs::write(
+        dir.join("streetlight.md"),
+        guide(
+            "streetlight",
+            "路燈故障報修",
+            "工務局",
+            "路燈桿號在燈桿上的金屬牌。",
+        ),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.join("bulky-waste.md")).unwrap();
 }
