@@ -47,17 +47,27 @@ fn is_content(word: &str) -> bool {
     word.chars().any(|c| c.is_alphanumeric())
 }
 
-/// Segments text into normalised search terms (what the index stores).
-pub fn terms(text: &str) -> Vec<String> {
+/// Normalises and segments text: the one path both indexing and querying take.
+fn tokens(text: &str) -> Vec<Token> {
     let norm = normalize(text);
     jieba()
         .cut_for_search(&norm, true)
         .into_iter()
-        .map(|t| t.word)
-        .filter(|w| is_content(w) && !is_stop(w))
-        .map(|w| w.trim().to_string())
-        .filter(|w| !w.is_empty())
+        .filter(|t| is_content(t.word) && !is_stop(t.word))
+        .enumerate()
+        .map(|(position, t)| Token {
+            offset_from: t.byte_start,
+            offset_to: t.byte_end,
+            position,
+            text: t.word.trim().to_string(),
+            position_length: 1,
+        })
         .collect()
+}
+
+/// Segments text into normalised search terms (what the index stores).
+pub fn terms(text: &str) -> Vec<String> {
+    tokens(text).into_iter().map(|t| t.text).collect()
 }
 
 #[derive(Clone, Default)]
@@ -72,23 +82,10 @@ impl Tokenizer for JiebaTokenizer {
     type TokenStream<'a> = JiebaTokenStream;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> JiebaTokenStream {
-        let norm = normalize(text);
-        let mut tokens = Vec::new();
-        for (position, t) in jieba()
-            .cut_for_search(&norm, true)
-            .into_iter()
-            .filter(|t| is_content(t.word) && !is_stop(t.word))
-            .enumerate()
-        {
-            tokens.push(Token {
-                offset_from: t.byte_start,
-                offset_to: t.byte_end,
-                position,
-                text: t.word.trim().to_string(),
-                position_length: 1,
-            });
+        JiebaTokenStream {
+            tokens: tokens(text),
+            index: 0,
         }
-        JiebaTokenStream { tokens, index: 0 }
     }
 }
 
