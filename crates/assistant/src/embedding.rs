@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use models::assets::{AssetCache, AssetState, EMBEDDER};
+use models::assets::{AssetCache, EMBEDDER};
 use models::{E5Embedder, EmbedderConfig, TextKind};
 use retrieval::BoxError;
 
@@ -36,13 +36,8 @@ pub fn load_embedder(
     let (path, sha) = match path {
         Some(p) => (p.to_path_buf(), models::assets::sha256_file(p)?),
         None => {
-            let cache = AssetCache::new(cache_root);
-            let path = cache.require(&EMBEDDER)?;
-            let sha = match cache.check(&EMBEDDER) {
-                AssetState::Present { sha256, .. } => sha256,
-                _ => unreachable!("require verified the asset"),
-            };
-            (path, sha)
+            let verified = AssetCache::new(cache_root).require(&EMBEDDER)?;
+            (verified.path, verified.sha256)
         }
     };
     let id = format!("multilingual-e5-small@{}", &sha[..12]);

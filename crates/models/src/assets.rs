@@ -76,6 +76,13 @@ pub enum AssetState {
     Corrupt { path: PathBuf, reason: String },
 }
 
+/// An asset whose checksum was verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
 /// What `setup` did for one asset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetupOutcome {
@@ -179,10 +186,11 @@ impl AssetCache {
         }
     }
 
-    /// Returns the verified path of an asset, or an error naming the command that fixes it.
-    pub fn require(&self, spec: &AssetSpec) -> Result<PathBuf> {
+    /// Returns the verified asset (path and the checksum just computed), or an error naming the
+    /// command that fixes it.
+    pub fn require(&self, spec: &AssetSpec) -> Result<Verified> {
         match self.check(spec) {
-            AssetState::Present { path, .. } => Ok(path),
+            AssetState::Present { path, sha256 } => Ok(Verified { path, sha256 }),
             AssetState::Missing { path } => Err(Error::MissingAsset {
                 name: spec.name.into(),
                 path,

@@ -50,7 +50,7 @@ fn setup_converts_once_then_does_nothing_and_detects_corruption() {
 
     let first = cache.setup(&spec, &source, false).unwrap();
     assert!(matches!(first, SetupOutcome::Installed(_)));
-    let path = cache.require(&spec).unwrap();
+    let path = cache.require(&spec).unwrap().path;
     let before = std::fs::metadata(&path).unwrap().modified().unwrap();
     let second = cache.setup(&spec, &source, false).unwrap();
     assert_eq!(second, SetupOutcome::AlreadyPresent(path.clone()));

@@ -8,7 +8,8 @@ fn real() -> E5Embedder {
     let cache = AssetCache::new(default_cache_root());
     let path = cache
         .require(&EMBEDDER)
-        .unwrap_or_else(|e| panic!("{e} (the README's test command runs setup first)"));
+        .unwrap_or_else(|e| panic!("{e} (the README's test command runs setup first)"))
+        .path;
     E5Embedder::load(&path, "e5", EmbedderConfig::default()).expect("load real embedder")
 }
 
