@@ -4,5 +4,7 @@
 
 pub mod config;
 pub mod embedding;
+pub mod grounding;
 pub mod kb;
 pub mod telemetry;
+pub mod walkthrough;

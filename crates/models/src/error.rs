@@ -41,8 +41,14 @@ pub enum Error {
         #[source]
         source: zip::result::ZipError,
     },
-    #[error("embedding input is empty")]
+    #[error("model input is empty")]
     EmptyInput,
+    #[error("tokenizer: {reason}")]
+    Tokenizer { reason: String },
+    #[error("prompt and reply need {tokens} positions, more than the configured context of {limit}")]
+    ContextTooLong { tokens: usize, limit: usize },
+    #[error("remote model at {url}: {reason}")]
+    Remote { url: String, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

