@@ -13,6 +13,8 @@ pub struct Settings {
     pub paths: Paths,
     pub embedder: EmbedderSettings,
     pub retrieval: retrieval::RetrieverConfig,
+    pub answer: crate::answer::AnswerConfig,
+    pub llm: crate::llm::LlmSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +27,8 @@ pub struct Paths {
     pub index_dir: PathBuf,
     /// The bundled service guides.
     pub corpus: PathBuf,
+    /// Guided walk-through definitions.
+    pub walkthroughs: PathBuf,
 }
 
 impl Default for Paths {
@@ -33,6 +37,7 @@ impl Default for Paths {
             cache_dir: None,
             index_dir: PathBuf::from("var/index"),
             corpus: PathBuf::from("corpus/guides"),
+            walkthroughs: PathBuf::from("corpus/walkthroughs"),
         }
     }
 }

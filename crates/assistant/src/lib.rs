@@ -1,10 +1,14 @@
-//! The product: for now the knowledge-base side of the 1999 assistant — configuration, model
-//! setup and health checks, ingestion of service guides, and hybrid search — used by the
-//! `assistant` binary and by `eval`. Later issues add answers, extraction, MyData and the server.
+//! The product: the 1999 assistant's knowledge base (configuration, model setup and health
+//! checks, ingestion of service guides, hybrid search) and its grounded answers (extractive
+//! composer, LLM rewrite under a grounding check, hand-off, multi-turn chat and guided
+//! walk-throughs), used by the `assistant` binary and by `eval`.
 
+pub mod answer;
+pub mod chat;
 pub mod config;
 pub mod embedding;
 pub mod grounding;
 pub mod kb;
+pub mod llm;
 pub mod telemetry;
 pub mod walkthrough;

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use std::sync::Arc;
+
+use assistant::answer::{Answer, AnswerEvent, Answerer, AskContext};
+use assistant::chat::{Chat, Conversation};
 use assistant::config::Settings;
 use assistant::kb;
 use clap::{Parser, Subcommand};
@@ -71,7 +75,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Set everything up, ingest the bundled corpus, and start interactive search.
+    /// Answer one question from the guides, with citations (streams the answer).
+    Ask {
+        question: String,
+        /// Print `{answer, citations, handoff, grounded, …}` as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Extractive answer only (no LLM).
+        #[arg(long)]
+        no_llm: bool,
+    },
+    /// Chat interactively (follow-up questions, guided walk-throughs).
+    Chat {
+        #[arg(long)]
+        no_llm: bool,
+    },
+    /// Set everything up, ingest the bundled corpus, and start an interactive chat.
     Start,
 }
 
@@ -139,19 +158,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Ask {
+            question,
+            json,
+            no_llm,
+        } => {
+            let r = kb::open(&settings, Some(&index_dir)).await?;
+            let answerer = answerer(&settings, r, no_llm)?;
+            ask(&answerer, &question, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Chat { no_llm } => {
+            let r = kb::open(&settings, Some(&index_dir)).await?;
+            let answerer = answerer(&settings, r, no_llm)?;
+            chat(&settings, &answerer).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Start => {
             setup(&settings, false, None)?;
             let mut r = kb::open(&settings, Some(&index_dir)).await?;
             ingest(&mut r, std::slice::from_ref(&settings.paths.corpus), false).await?;
-            interactive(
-                &r,
-                &SearchOptions {
-                    k: 5,
-                    ..Default::default()
-                },
-                false,
-            )
-            .await?;
+            let answerer = answerer(&settings, r, false)?;
+            chat(&settings, &answerer).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -339,6 +367,97 @@ async fn search_once(
                 println!("     (found by one retriever only)");
             }
         }
+    }
+    Ok(())
+}
+
+fn answerer(settings: &Settings, r: Retriever, no_llm: bool) -> anyhow::Result<Answerer> {
+    let llm = if no_llm {
+        None
+    } else {
+        settings.llm.load(&settings.cache_root())?
+    };
+    Ok(Answerer::new(Arc::new(r), llm, settings.answer.clone()))
+}
+
+fn print_sources(a: &Answer) {
+    if a.citations.is_empty() {
+        return;
+    }
+    println!("\n出處：");
+    for c in &a.citations {
+        println!("  [{}] {}｜{}（{}）", c.number, c.title, c.section, c.doc_id);
+    }
+}
+
+/// Prints the draft answer at once, then the LLM's text as it streams, then the verdict.
+fn streaming_printer() -> impl FnMut(AnswerEvent<'_>) + Send {
+    let mut started_llm = false;
+    move |event| match event {
+        AnswerEvent::Draft(a) => {
+            println!("{}", a.answer);
+        }
+        AnswerEvent::Token(piece) => {
+            if !started_llm {
+                started_llm = true;
+                print!("\n── AI 整理（查核中）──\n");
+            }
+            print!("{piece}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+}
+
+fn print_verdict(a: &Answer) {
+    if let Some(llm) = &a.llm {
+        if llm.accepted {
+            println!("\n（AI 整理已通過出處查核）");
+        } else {
+            println!("\n（AI 整理未通過出處查核，請以上方摘錄的說明為準）");
+        }
+    }
+    print_sources(a);
+}
+
+async fn ask(answerer: &Answerer, question: &str, json: bool) -> anyhow::Result<()> {
+    if json {
+        let a = answerer
+            .answer(question, &AskContext::default(), &mut |_| {})
+            .await?;
+        println!("{}", serde_json::to_string_pretty(&a)?);
+        return Ok(());
+    }
+    let mut printer = streaming_printer();
+    let a = answerer
+        .answer(question, &AskContext::default(), &mut printer)
+        .await?;
+    print_verdict(&a);
+    Ok(())
+}
+
+async fn chat(settings: &Settings, answerer: &Answerer) -> anyhow::Result<()> {
+    let walkthroughs = assistant::walkthrough::load_dir(&settings.paths.walkthroughs)?;
+    let chat = Chat {
+        answerer,
+        walkthroughs: &walkthroughs,
+    };
+    answerer.warm_up()?;
+    println!(
+        "已載入 {} 份服務說明。請輸入問題（可以接著追問；輸入「一步一步引導我辦敬老卡」可開始引導），空白行結束。",
+        answerer.retriever().num_documents()
+    );
+    let mut conv = Conversation::default();
+    let stdin = std::io::stdin();
+    loop {
+        print!("\n您> ");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
+            break;
+        }
+        let mut printer = streaming_printer();
+        let a = chat.reply(&mut conv, line.trim(), &mut printer).await?;
+        print_verdict(&a);
     }
     Ok(())
 }

@@ -341,6 +341,27 @@ impl Retriever {
         self.chunks.get(id)
     }
 
+    /// A document's sections in document order.
+    pub fn chunks_of(&self, doc_id: &str) -> Vec<&Chunk> {
+        let mut out: Vec<&Chunk> = self
+            .chunks
+            .values()
+            .filter(|c| c.doc_id == doc_id)
+            .collect();
+        out.sort_by_key(|c| chunk_order(&c.id));
+        out
+    }
+
+    /// Every document's id and title, sorted by id.
+    pub fn titles(&self) -> Vec<(String, String)> {
+        let mut seen = std::collections::BTreeMap::new();
+        for c in self.chunks.values() {
+            seen.entry(c.doc_id.clone())
+                .or_insert_with(|| c.doc_title.clone());
+        }
+        seen.into_iter().collect()
+    }
+
     /// Brings the index in line with `docs`. Unchanged documents (same content hash) cost
     /// nothing; changed ones are replaced; documents previously ingested from a file under one
     /// of `scope` but absent now are removed, except those from `keep_sources` (files that
@@ -529,6 +550,16 @@ impl Retriever {
             .take(opts.k)
             .collect())
     }
+}
+
+/// `(section, part)` from a chunk id `doc#section.part`.
+fn chunk_order(id: &str) -> (usize, usize) {
+    let tail = id.rsplit('#').next().unwrap_or_default();
+    let mut it = tail.split('.').map(|n| n.parse().unwrap_or(usize::MAX));
+    (
+        it.next().unwrap_or(usize::MAX),
+        it.next().unwrap_or(usize::MAX),
+    )
 }
 
 /// Document ids in rank order, each once (best section first).
