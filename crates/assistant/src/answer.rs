@@ -19,7 +19,7 @@ use crate::grounding::{self, Passage};
 
 /// What the resident is told when the assistant will not answer.
 pub const HANDOFF_TEXT: &str = "這個問題建議撥打1999由專人為您服務。";
-const PRIVACY_TEXT: &str =
+pub const PRIVACY_TEXT: &str =
     "基於個人資料保護，我無法提供任何人的手機、住址、身分證號碼等個人資料。";
 
 /// Settings of the answer pipeline (`[answer]` in the configuration).
@@ -51,7 +51,7 @@ impl Default for AnswerConfig {
     fn default() -> Self {
         AnswerConfig {
             retrieve_k: 8,
-            max_passages: 3,
+            max_passages: 4,
             passage_tokens: 600,
             extract_chars: 260,
             min_similarity: 0.80,
@@ -70,6 +70,9 @@ pub struct Citation {
     /// The `[n]` used in the answer text.
     pub number: usize,
     pub doc_id: String,
+    /// The cited section (`doc#section.part`); empty where a whole guide is cited.
+    #[serde(default)]
+    pub chunk_id: String,
     pub title: String,
     /// Section label (申請資格, 應備文件, …) or the section heading.
     pub section: String,
@@ -299,11 +302,19 @@ pub fn trim_text(text: &str, max: usize) -> String {
         }
     }
     if cut == 0 {
+        // No sentence end: cut at the limit, but never inside a number, phone or URL.
         cut = clean
             .char_indices()
             .nth(max)
             .map(|(b, _)| b)
             .unwrap_or(clean.len());
+        while let Some(prev) = clean[..cut].chars().next_back() {
+            if prev.is_ascii_alphanumeric() || "-./:#%,：（）()－".contains(prev) {
+                cut -= prev.len_utf8();
+            } else {
+                break;
+            }
+        }
     }
     format!("{}…", clean[..cut].trim_end())
 }
@@ -409,6 +420,18 @@ impl Answerer {
                 chosen.push(c);
             }
         };
+        if top.chunk.section == SectionKind::Answer && ctx.prefer_doc.is_none() {
+            // An FAQ corpus: one answer per document. Give the best answer of each of the
+            // closest documents (the resident, or the LLM, picks the one that fits).
+            let floor = top.score * 0.6;
+            let mut docs: Vec<&str> = Vec::new();
+            for h in hits.iter().filter(|h| h.score >= floor) {
+                if !docs.contains(&h.chunk.doc_id.as_str()) {
+                    docs.push(&h.chunk.doc_id);
+                    push(&h.chunk, &mut chosen);
+                }
+            }
+        }
         // The best-ranked FAQ entry of the document answers the exact question; then the
         // sections the question asks about; then what retrieval ranked highest.
         if let Some(h) = hits
@@ -449,6 +472,7 @@ impl Answerer {
             .map(|(i, c)| Citation {
                 number: i + 1,
                 doc_id: c.doc_id.clone(),
+                chunk_id: c.id.clone(),
                 title: c.doc_title.clone(),
                 section: section_name(c),
                 snippet: snippet(&c.text),
@@ -462,7 +486,21 @@ impl Answerer {
             out.push_str(&format!("（{b}）"));
         }
         out.push_str("：\n");
+        let mut others = false;
         for (i, c) in sel.chunks.iter().enumerate() {
+            if c.doc_id != sel.doc_id {
+                if !others {
+                    out.push_str("\n其他可能相關的說明：\n");
+                    others = true;
+                }
+                out.push_str(&format!(
+                    "・{}：\n{}[{}]\n",
+                    c.doc_title,
+                    trim_text(&c.text, self.config.extract_chars / 2),
+                    i + 1
+                ));
+                continue;
+            }
             let body = trim_text(&c.text, self.config.extract_chars);
             if c.section != SectionKind::Answer {
                 out.push_str(&format!("【{}】\n", section_name(c)));
@@ -564,16 +602,16 @@ impl Answerer {
         };
         let citations = self.citations(&sel);
         let text = self.extractive(&sel);
-        let passages: Vec<Passage<'_>> = sel
-            .chunks
+        let sources: Vec<String> = sel.chunks.iter().map(|c| cited_text(c)).collect();
+        let passages: Vec<Passage<'_>> = sources
             .iter()
             .enumerate()
-            .map(|(i, c)| Passage {
+            .map(|(i, t)| Passage {
                 number: i + 1,
-                text: &c.text,
+                text: t,
             })
             .collect();
-        let report = grounding::check(&text, &passages, &[question]);
+        let report = grounding::check(&text, &passages, &allowed(question));
         let mut answer = Answer {
             answer: text,
             citations,
@@ -616,7 +654,12 @@ impl Answerer {
                 })
             });
             answer.timings.llm_first_token_ms = first_token;
-            let given: Vec<Passage<'_>> = texts
+            let given_texts: Vec<String> = texts
+                .iter()
+                .zip(&sel.chunks)
+                .map(|(t, c)| format!("{}\n{t}", c.doc_title))
+                .collect();
+            let given: Vec<Passage<'_>> = given_texts
                 .iter()
                 .enumerate()
                 .map(|(i, t)| Passage {
@@ -627,7 +670,7 @@ impl Answerer {
             let outcome = match result {
                 Ok(stats) => {
                     let text = to_traditional(raw.trim());
-                    let report = grounding::check(&text, &given, &[question]);
+                    let report = grounding::check(&text, &given, &allowed(question));
                     let reason = if text.is_empty() {
                         Some("empty".to_string())
                     } else if text.contains("資料中沒有") {
@@ -675,6 +718,17 @@ impl Answerer {
     }
 }
 
+/// A cited section as the grounding check reads it: the guide's title and the section text.
+pub fn cited_text(c: &Chunk) -> String {
+    format!("{}\n{}", c.doc_title, c.text)
+}
+
+/// What an answer may say beyond its sources: the resident's own question and the product's
+/// fixed hand-off sentences.
+pub fn allowed(question: &str) -> [&str; 3] {
+    [question, HANDOFF_TEXT, PRIVACY_TEXT]
+}
+
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
@@ -708,6 +762,9 @@ mod tests {
         let cut = trim_text(t, 12);
         assert_eq!(cut, "第一句很長的說明。…");
         assert_eq!(trim_text("- 身分證\n- 印章", 50), "・身分證\n・印章");
+        // A hard cut never splits a phone number or a URL.
+        assert_eq!(trim_text("請撥打專線0800-009-609洽詢", 10), "請撥打專線…");
+        assert_eq!(trim_text("網址https://www.gov.tw/a", 8), "網址…");
     }
 
     #[test]

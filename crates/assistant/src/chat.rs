@@ -137,6 +137,7 @@ impl Chat<'_> {
                     .map(|(n, section)| Citation {
                         number: n + 1,
                         doc_id: wt.doc_id().to_string(),
+                        chunk_id: String::new(),
                         title: title.clone(),
                         snippet: outcome
                             .items

@@ -1,6 +1,9 @@
 //! `eval`: accuracy and latency suites (see EVAL.md). Every suite prints a table and, as its
 //! last line, one JSON object; `--min KEY=VALUE` makes it exit 1 when a figure falls short.
 
+mod answer_suite;
+mod llm_suite;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +43,11 @@ struct Cli {
 enum Suite {
     /// Retrieval recall@k, MRR and latency.
     Retrieval(RetrievalArgs),
+    /// The full answering pipeline: citations, grounding, hand-off rate, latency.
+    Answer(answer_suite::AnswerArgs),
+    /// LLM speed: prompt processing and generation tokens/s, time to first token; with
+    /// llama.cpp's figures on the same GGUF and thread count when `--llama-bench` is given.
+    Llm(llm_suite::LlmArgs),
 }
 
 #[derive(clap::Args)]
@@ -102,6 +110,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&cli.config)?;
     let summary = match cli.suite {
         Suite::Retrieval(args) => retrieval_suite(&settings, &args, cli.report.as_deref()).await?,
+        Suite::Answer(args) => answer_suite::run(&settings, &args, cli.report.as_deref()).await?,
+        Suite::Llm(args) => llm_suite::run(&settings, &args)?,
     };
     println!("{}", serde_json::to_string(&summary)?);
     let mut failed = false;
@@ -147,16 +157,23 @@ fn mode_name(mode: Mode) -> &'static str {
     }
 }
 
-async fn retrieval_suite(
+/// Inputs shared by the suites that run over a corpus and gold queries.
+pub(crate) struct EvalSet {
+    pub corpus: PathBuf,
+    pub queries: String,
+    pub split: Option<PathBuf>,
+    pub index_questions: bool,
+    pub index: Option<PathBuf>,
+    pub fresh: bool,
+    pub limit: Option<usize>,
+}
+
+/// Loads the gold queries and opens (building or updating) the index over the corpus; keeps
+/// only queries whose relevant documents are in the corpus.
+pub(crate) async fn open_eval_set(
     settings: &Settings,
-    a: &RetrievalArgs,
-    report: Option<&Path>,
-) -> anyhow::Result<Value> {
-    let modes: Vec<Mode> = if a.mode == "all" {
-        vec![Mode::Bm25, Mode::Dense, Mode::Hybrid]
-    } else {
-        vec![a.mode.parse().map_err(anyhow::Error::msg)?]
-    };
+    a: &EvalSet,
+) -> anyhow::Result<(Retriever, Vec<GoldQuery>)> {
     let mut gold: Vec<GoldQuery> = if a.queries == "faq-questions" {
         let ids = a.split.as_deref().map(read_ids).transpose()?;
         faq_questions(&a.corpus, ids.as_ref())?
@@ -207,7 +224,6 @@ async fn retrieval_suite(
         out.report.unchanged,
         t0.elapsed().as_secs_f64()
     );
-    // Only judge queries whose relevant documents exist in the corpus.
     let before = gold.len();
     gold.retain(|q| q.relevant.iter().any(|d| r.has_document(d)));
     if gold.len() < before {
@@ -219,7 +235,32 @@ async fn retrieval_suite(
     if gold.is_empty() {
         bail!("no query has a relevant document in the corpus");
     }
+    Ok((r, gold))
+}
 
+async fn retrieval_suite(
+    settings: &Settings,
+    a: &RetrievalArgs,
+    report: Option<&Path>,
+) -> anyhow::Result<Value> {
+    let modes: Vec<Mode> = if a.mode == "all" {
+        vec![Mode::Bm25, Mode::Dense, Mode::Hybrid]
+    } else {
+        vec![a.mode.parse().map_err(anyhow::Error::msg)?]
+    };
+    let (r, gold) = open_eval_set(
+        settings,
+        &EvalSet {
+            corpus: a.corpus.clone(),
+            queries: a.queries.clone(),
+            split: a.split.clone(),
+            index_questions: a.index_questions,
+            index: a.index.clone(),
+            fresh: a.fresh,
+            limit: a.limit,
+        },
+    )
+    .await?;
     let depth = a.k.max(10);
     let mut per_mode = BTreeMap::new();
     let mut rows = Vec::new();

@@ -443,7 +443,7 @@ impl TokenStream<'_> {
                 logits
             };
             let next = self.processor.sample(&logits)?;
-            if self.llm.stop_ids.contains(&next) {
+            if !self.params.ignore_eos && self.llm.stop_ids.contains(&next) {
                 self.finish = Some(FinishReason::Stop);
                 return Ok(None);
             }

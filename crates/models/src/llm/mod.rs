@@ -11,7 +11,7 @@ mod local;
 mod remote;
 mod template;
 
-pub use decoder::{Arch, DecoderOptions, KvCache, PrefillWeights};
+pub use decoder::{Arch, Decoder, DecoderOptions, KvCache, PrefillWeights};
 pub use detok::TextStream;
 pub use local::{load_tokenizer, LocalLlm, LocalLlmConfig, TokenStream};
 pub use remote::{RemoteConfig, RemoteLlm};
@@ -72,6 +72,8 @@ pub struct GenerationParams {
     pub repeat_last_n: usize,
     /// Extra stop strings (the template's end-of-turn tokens always stop).
     pub stop: Vec<String>,
+    /// Keep generating through end-of-turn tokens (benchmarks only).
+    pub ignore_eos: bool,
 }
 
 impl Default for GenerationParams {
@@ -84,6 +86,7 @@ impl Default for GenerationParams {
             repeat_penalty: 1.1,
             repeat_last_n: 64,
             stop: Vec::new(),
+            ignore_eos: false,
         }
     }
 }

@@ -1,3 +1,4 @@
 mod assets;
 mod real;
 mod tiny;
+mod llm;
