@@ -30,6 +30,8 @@ pub struct AnswerConfig {
     pub retrieve_k: usize,
     /// Most passages given to the LLM (and cited by the extractive answer).
     pub max_passages: usize,
+    /// Most of those passages given to the LLM.
+    pub llm_passages: usize,
     /// Token budget for the passages in the LLM prompt.
     pub passage_tokens: usize,
     /// Characters of one passage shown in the extractive answer.
@@ -52,12 +54,13 @@ impl Default for AnswerConfig {
         AnswerConfig {
             retrieve_k: 8,
             max_passages: 4,
-            passage_tokens: 600,
+            llm_passages: 3,
+            passage_tokens: 450,
             extract_chars: 260,
             min_similarity: 0.80,
             strong_similarity: 0.88,
             min_coverage: 0.34,
-            max_tokens: 160,
+            max_tokens: 120,
             temperature: 0.0,
             repeat_penalty: 1.1,
         }
@@ -180,8 +183,13 @@ pub struct Answerer {
 pub const SYSTEM_PROMPT: &str = "你是臺灣某市政府1999市民熱線的線上客服助理。規則：\
 1. 只能根據使用者訊息中編號的參考資料回答，不可以加入資料以外的事實、數字、金額、日期、電話、網址或文件名稱。\
 2. 每一句話的句尾都要標註出處編號，例如[1]。\
-3. 使用繁體中文（臺灣用語），語氣親切、簡潔，150字以內，條列重點。\
-4. 參考資料不足以回答時，只回答「資料中沒有這項資訊」。";
+3. 使用繁體中文（臺灣用語），語氣親切、簡潔，100字以內，不要重複。\
+4. 參考資料不足以回答時，只回答「資料中沒有這項資訊」。\n\
+範例：\n\
+參考資料：\n\
+[1]《公園綠地認養》辦理方式：填寫認養申請書，連同認養計畫送公園管理處審核。\n\
+民眾問題：我想認養社區旁邊的公園，要怎麼做？\n\
+回答：請填寫認養申請書，連同認養計畫送公園管理處審核[1]。";
 
 const INTENTS: &[(&[&str], SectionKind)] = &[
     (
@@ -333,10 +341,12 @@ pub fn to_traditional(text: &str) -> String {
     use ferrous_opencc::{config::BuiltinConfig, OpenCC};
     use std::sync::OnceLock;
     static CONV: OnceLock<Option<OpenCC>> = OnceLock::new();
-    match CONV.get_or_init(|| OpenCC::from_config(BuiltinConfig::S2twp).ok()) {
+    let converted = match CONV.get_or_init(|| OpenCC::from_config(BuiltinConfig::S2twp).ok()) {
         Some(c) => c.convert(text),
         None => text.to_string(),
-    }
+    };
+    // Taiwan's official form is 身分 (身分證, 身分證明), which OpenCC leaves as 身份.
+    converted.replace("身份", "身分")
 }
 
 /// The passages chosen for one question.
@@ -516,7 +526,12 @@ impl Answerer {
         let mut budget = self.config.passage_tokens;
         let mut texts = Vec::new();
         let mut body = String::from("參考資料：\n");
-        for (i, c) in sel.chunks.iter().enumerate() {
+        for (i, c) in sel
+            .chunks
+            .iter()
+            .take(self.config.llm_passages.max(1))
+            .enumerate()
+        {
             let mut text = c.text.trim().to_string();
             let mut tokens = llm.count_tokens(&text);
             while tokens > budget && text.chars().count() > 40 {
@@ -638,6 +653,8 @@ impl Answerer {
                 max_tokens: self.config.max_tokens,
                 temperature: self.config.temperature,
                 repeat_penalty: self.config.repeat_penalty,
+                // Echoes of the prompt's format end the reply.
+                stop: vec!["\n[".into(), "參考資料".into(), "民眾問題".into()],
                 ..GenerationParams::default()
             };
             let mut raw = String::new();
@@ -650,7 +667,7 @@ impl Answerer {
                     }
                     raw.push_str(piece);
                     on_event(AnswerEvent::Token(piece));
-                    true
+                    !degenerate(&raw)
                 })
             });
             answer.timings.llm_first_token_ms = first_token;
@@ -718,6 +735,17 @@ impl Answerer {
     }
 }
 
+/// Whether generated text has started repeating itself (a small model's failure mode): the
+/// line being written, once 12 characters long, already appeared earlier. Generation stops
+/// there; the grounding check then judges what was written.
+pub fn degenerate(text: &str) -> bool {
+    let Some((before, current)) = text.rsplit_once('\n') else {
+        return false;
+    };
+    let current = current.trim();
+    current.chars().count() >= 12 && before.contains(current)
+}
+
 /// A cited section as the grounding check reads it: the guide's title and the section text.
 pub fn cited_text(c: &Chunk) -> String {
     format!("{}\n{}", c.doc_title, c.text)
@@ -768,8 +796,16 @@ mod tests {
     }
 
     #[test]
+    fn repeated_lines_are_detected() {
+        assert!(degenerate("敬老卡是市政府發給長者的票證。\n\n敬老卡是市政府發給長者的"));
+        assert!(!degenerate("請帶身分證[1]\n請帶照片[2]"));
+        assert!(!degenerate("沒有換行的一段很長很長很長的文字"));
+    }
+
+    #[test]
     fn model_output_is_converted_to_taiwan_traditional() {
         assert_eq!(to_traditional("软件和信息"), "軟體和資訊");
         assert_eq!(to_traditional("身分證"), "身分證");
+        assert_eq!(to_traditional("请携带身份证"), "請攜帶身分證");
     }
 }

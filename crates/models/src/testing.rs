@@ -288,7 +288,7 @@ pub fn tiny_llm(
         (key("feed_forward_length"), V::U32(ffn as u32)),
         (key("attention.head_count"), V::U32(heads as u32)),
         (key("attention.head_count_kv"), V::U32(kv_heads as u32)),
-        (key("context_length"), V::U32(512)),
+        (key("context_length"), V::U32(4096)),
         (key("attention.layer_norm_rms_epsilon"), V::F32(1e-6)),
         (key("rope.freq_base"), V::F32(10_000.0)),
         ("tokenizer.ggml.eos_token_id".into(), V::U32(256 + 2)),

@@ -1,1 +1,3 @@
 mod ingest;
+mod answers;
+mod ask;

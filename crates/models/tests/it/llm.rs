@@ -235,7 +235,7 @@ fn stop_strings_and_cancellation_end_generation() {
 
 #[test]
 fn text_is_released_only_at_character_boundaries() {
-    let tok = tokenizers::Tokenizer::from_str(&models::testing::tiny_tokenizer_json()).unwrap();
+    let tok = tokenizers::Tokenizer::from_bytes(models::testing::tiny_tokenizer_json().as_bytes()).unwrap();
     let ids = tok.encode("敬老卡", false).unwrap().get_ids().to_vec();
     assert_eq!(ids.len(), 9, "three bytes per character");
     let mut ts = TextStream::new();
