@@ -194,18 +194,35 @@ pub const SYSTEM_PROMPT: &str = "你是臺灣某市政府1999市民熱線的線�
 const INTENTS: &[(&[&str], SectionKind)] = &[
     (
         &[
-            "帶什麼", "帶哪些", "要帶", "準備什麼", "準備哪些", "文件", "證件", "應備", "資料要",
+            "帶什麼",
+            "帶哪些",
+            "要帶",
+            "準備什麼",
+            "準備哪些",
+            "文件",
+            "證件",
+            "應備",
+            "資料要",
         ],
         SectionKind::Documents,
     ),
     (
         &[
-            "資格", "條件", "符合", "可以申請嗎", "能申請嗎", "能不能申請", "誰可以", "幾歲",
+            "資格",
+            "條件",
+            "符合",
+            "可以申請嗎",
+            "能申請嗎",
+            "能不能申請",
+            "誰可以",
+            "幾歲",
         ],
         SectionKind::Eligibility,
     ),
     (
-        &["哪裡", "地點", "地址", "去哪", "在哪", "窗口", "櫃台", "櫃檯"],
+        &[
+            "哪裡", "地點", "地址", "去哪", "在哪", "窗口", "櫃台", "櫃檯",
+        ],
         SectionKind::Location,
     ),
     (
@@ -218,8 +235,16 @@ const INTENTS: &[(&[&str], SectionKind)] = &[
     ),
     (
         &[
-            "怎麼辦", "如何辦", "如何申請", "怎麼申請", "流程", "步驟", "線上申請", "網路申請",
-            "申請方式", "辦理方式",
+            "怎麼辦",
+            "如何辦",
+            "如何申請",
+            "怎麼申請",
+            "流程",
+            "步驟",
+            "線上申請",
+            "網路申請",
+            "申請方式",
+            "辦理方式",
         ],
         SectionKind::HowToApply,
     ),
@@ -242,13 +267,47 @@ pub fn intents(question: &str) -> Vec<SectionKind> {
 }
 
 const PERSON_WORDS: &[&str] = &[
-    "市長", "副市長", "局長", "處長", "議員", "里長", "立委", "總統", "院長", "主任", "科長",
-    "鄰居", "同事", "前夫", "前妻", "某人", "別人", "他人", "這個人", "那個人", "老師", "醫生",
-    "先生", "小姐", "承辦人",
+    "市長",
+    "副市長",
+    "局長",
+    "處長",
+    "議員",
+    "里長",
+    "立委",
+    "總統",
+    "院長",
+    "主任",
+    "科長",
+    "鄰居",
+    "同事",
+    "前夫",
+    "前妻",
+    "某人",
+    "別人",
+    "他人",
+    "這個人",
+    "那個人",
+    "老師",
+    "醫生",
+    "先生",
+    "小姐",
+    "承辦人",
 ];
 const PERSONAL_DATA: &[&str] = &[
-    "手機", "私人電話", "住家電話", "家裡電話", "住址", "住在哪", "家住", "身分證字號",
-    "身分證號", "個資", "生日", "薪水", "病歷", "車牌",
+    "手機",
+    "私人電話",
+    "住家電話",
+    "家裡電話",
+    "住址",
+    "住在哪",
+    "家住",
+    "身分證字號",
+    "身分證號",
+    "個資",
+    "生日",
+    "薪水",
+    "病歷",
+    "車牌",
 ];
 
 /// Whether the question asks for a person's private data (手機, 住址, ID number …).
@@ -256,15 +315,45 @@ pub fn asks_personal_data(question: &str) -> bool {
     let q: String = question.chars().filter(|c| !c.is_whitespace()).collect();
     let data = PERSONAL_DATA.iter().any(|w| q.contains(w));
     let person = PERSON_WORDS.iter().any(|w| q.contains(w))
-        || ["他的", "她的", "查詢", "查某"].iter().any(|w| q.contains(w));
+        || ["他的", "她的", "查詢", "查某"]
+            .iter()
+            .any(|w| q.contains(w));
     data && person
 }
 
 /// Words that say nothing about which service is meant (ignored by [`Answerer::coverage`]).
 const GENERIC_WORDS: &[&str] = &[
-    "今天", "明天", "昨天", "現在", "目前", "請問", "可以", "怎麼", "如何", "什麼", "需要",
-    "我們", "你們", "他們", "一下", "知道", "哪裡", "多少", "時候", "還是", "是否", "幫忙",
-    "謝謝", "你好", "您好", "想要", "告訴", "推薦", "有沒有", "為什麼", "應該",
+    "今天",
+    "明天",
+    "昨天",
+    "現在",
+    "目前",
+    "請問",
+    "可以",
+    "怎麼",
+    "如何",
+    "什麼",
+    "需要",
+    "我們",
+    "你們",
+    "他們",
+    "一下",
+    "知道",
+    "哪裡",
+    "多少",
+    "時候",
+    "還是",
+    "是否",
+    "幫忙",
+    "謝謝",
+    "你好",
+    "您好",
+    "想要",
+    "告訴",
+    "推薦",
+    "有沒有",
+    "為什麼",
+    "應該",
 ];
 
 fn dense_similarity(hit: &SearchHit) -> Option<f32> {
@@ -570,10 +659,7 @@ impl Answerer {
             anyhow::bail!("the question is empty");
         }
         if asks_personal_data(question) {
-            let mut a = Answer::plain(
-                AnswerKind::Handoff,
-                format!("{PRIVACY_TEXT}{HANDOFF_TEXT}"),
-            );
+            let mut a = Answer::plain(AnswerKind::Handoff, format!("{PRIVACY_TEXT}{HANDOFF_TEXT}"));
             a.timings.first_visible_ms = ms(started);
             a.timings.total_ms = a.timings.first_visible_ms;
             on_event(AnswerEvent::Draft(&a));
@@ -797,7 +883,9 @@ mod tests {
 
     #[test]
     fn repeated_lines_are_detected() {
-        assert!(degenerate("敬老卡是市政府發給長者的票證。\n\n敬老卡是市政府發給長者的"));
+        assert!(degenerate(
+            "敬老卡是市政府發給長者的票證。\n\n敬老卡是市政府發給長者的"
+        ));
         assert!(!degenerate("請帶身分證[1]\n請帶照片[2]"));
         assert!(!degenerate("沒有換行的一段很長很長很長的文字"));
     }

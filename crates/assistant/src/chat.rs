@@ -39,8 +39,26 @@ pub struct Topic {
 
 /// Words that mark a message as leaning on what was said before.
 const FOLLOW_UP_CUES: &[&str] = &[
-    "那要", "那我", "那麼", "那如果", "那在", "那可以", "還有", "另外", "這個", "那個", "它",
-    "這樣", "要帶什麼", "去哪", "多久", "多少錢", "費用", "哪裡辦", "怎麼辦理", "可以代辦",
+    "那要",
+    "那我",
+    "那麼",
+    "那如果",
+    "那在",
+    "那可以",
+    "還有",
+    "另外",
+    "這個",
+    "那個",
+    "它",
+    "這樣",
+    "要帶什麼",
+    "去哪",
+    "多久",
+    "多少錢",
+    "費用",
+    "哪裡辦",
+    "怎麼辦理",
+    "可以代辦",
 ];
 
 const START_CUES: &[&str] = &["一步一步", "引導", "帶我", "幫我看看", "逐步"];
@@ -190,7 +208,9 @@ impl Chat<'_> {
         }
         // 2. Accepting an offered walk-through, or asking for one.
         if let Some(id) = conv.offered.take() {
-            if YES.iter().any(|y| message.starts_with(y)) || START_CUES.iter().any(|c| message.contains(c)) {
+            if YES.iter().any(|y| message.starts_with(y))
+                || START_CUES.iter().any(|c| message.contains(c))
+            {
                 if let Some(wt) = self.walkthrough(&id) {
                     let a = self.start_walkthrough(wt, conv);
                     on_event(AnswerEvent::Draft(&a));
@@ -199,8 +219,11 @@ impl Chat<'_> {
             }
         }
         if START_CUES.iter().any(|c| message.contains(c)) {
-            if let Some(wt) = self.walkthroughs.iter().find(|w| w.matches(message) || {
-                self.named_topic(message).is_some_and(|t| t.doc_id == w.doc_id())
+            if let Some(wt) = self.walkthroughs.iter().find(|w| {
+                w.matches(message) || {
+                    self.named_topic(message)
+                        .is_some_and(|t| t.doc_id == w.doc_id())
+                }
             }) {
                 let a = self.start_walkthrough(wt, conv);
                 on_event(AnswerEvent::Draft(&a));
@@ -334,7 +357,10 @@ mod tests {
     #[test]
     fn shortened_titles_are_recognised() {
         assert!(mentions("我要辦敬老卡", "敬老愛心卡"));
-        assert!(mentions("我媽70歲要怎麼辦敬老卡？", "敬老卡（敬老愛心卡）申請"));
+        assert!(mentions(
+            "我媽70歲要怎麼辦敬老卡？",
+            "敬老卡（敬老愛心卡）申請"
+        ));
         assert!(mentions("重陽敬老禮金何時發", "重陽敬老禮金"));
         assert!(mentions("低收入戶要怎麼申請", "低收入戶資格申請"));
         assert!(!mentions("那要帶什麼", "敬老卡（敬老愛心卡）申請"));

@@ -64,11 +64,16 @@ impl LlmSettings {
         let (model, tokenizer) = match (&self.model, &self.tokenizer) {
             (Some(m), Some(t)) => (m.clone(), t.clone()),
             (Some(_), None) => {
-                anyhow::bail!("llm.model is set but llm.tokenizer is not: give the model's tokenizer.json")
+                anyhow::bail!(
+                    "llm.model is set but llm.tokenizer is not: give the model's tokenizer.json"
+                )
             }
             _ => {
                 let cache = AssetCache::new(cache_root);
-                (cache.require(&LLM)?.path, cache.require(&LLM_TOKENIZER)?.path)
+                (
+                    cache.require(&LLM)?.path,
+                    cache.require(&LLM_TOKENIZER)?.path,
+                )
             }
         };
         Ok(LocalLlmConfig {

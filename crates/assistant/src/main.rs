@@ -14,7 +14,7 @@ use assistant::kb;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use knowledge::LoadOptions;
-use models::assets::{AssetCache, AssetState, SetupOutcome, PackageSource, ALL};
+use models::assets::{AssetCache, AssetState, PackageSource, SetupOutcome, ALL};
 use retrieval::{Mode, Retriever, SearchFilter, SearchOptions};
 
 #[derive(Parser)]
@@ -386,7 +386,10 @@ fn print_sources(a: &Answer) {
     }
     println!("\n出處：");
     for c in &a.citations {
-        println!("  [{}] {}｜{}（{}）", c.number, c.title, c.section, c.doc_id);
+        println!(
+            "  [{}] {}｜{}（{}）",
+            c.number, c.title, c.section, c.doc_id
+        );
     }
 }
 

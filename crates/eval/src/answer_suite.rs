@@ -181,7 +181,11 @@ async fn run_once(
     })
 }
 
-pub async fn run(settings: &Settings, a: &AnswerArgs, report: Option<&Path>) -> anyhow::Result<Value> {
+pub async fn run(
+    settings: &Settings,
+    a: &AnswerArgs,
+    report: Option<&Path>,
+) -> anyhow::Result<Value> {
     let (r, gold) = open_eval_set(
         settings,
         &EvalSet {
@@ -220,7 +224,10 @@ pub async fn run(settings: &Settings, a: &AnswerArgs, report: Option<&Path>) -> 
     if with_llm {
         let llm = settings.llm.load(&settings.cache_root())?;
         let Some(llm) = llm else {
-            anyhow::bail!("--llm {} but the configuration has llm.backend = \"off\"", a.llm);
+            anyhow::bail!(
+                "--llm {} but the configuration has llm.backend = \"off\"",
+                a.llm
+            );
         };
         eprintln!("model: {}", llm.describe());
         let answerer = Answerer::new(r.clone(), Some(llm.clone()), config.clone());

@@ -73,7 +73,13 @@ fn user_message(llm: &LocalLlm, target: usize) -> anyhow::Result<String> {
     Ok(render(lo))
 }
 
-fn llama_cpp(bin: &PathBuf, model: &std::path::Path, threads: usize, p: usize, n: usize) -> anyhow::Result<Value> {
+fn llama_cpp(
+    bin: &PathBuf,
+    model: &std::path::Path,
+    threads: usize,
+    p: usize,
+    n: usize,
+) -> anyhow::Result<Value> {
     let out = Command::new(bin)
         .args(["-m"])
         .arg(model)
@@ -152,10 +158,13 @@ pub fn run(settings: &Settings, a: &LlmArgs) -> anyhow::Result<Value> {
     }
     let cold = cold.stats();
     // Warm: the system prompt's KV cache is reused (its first call above primed it).
-    let mut warm = llm.stream(&msgs, &GenerationParams {
-        max_tokens: 1,
-        ..params.clone()
-    })?;
+    let mut warm = llm.stream(
+        &msgs,
+        &GenerationParams {
+            max_tokens: 1,
+            ..params.clone()
+        },
+    )?;
     for piece in &mut warm {
         piece?;
     }
@@ -192,7 +201,13 @@ pub fn run(settings: &Settings, a: &LlmArgs) -> anyhow::Result<Value> {
         .or_else(|| std::env::var_os("LLAMA_BENCH").map(PathBuf::from));
     match &llama_bench {
         Some(bin) => {
-            let lc = llama_cpp(bin, &config.model, threads, cold.prompt_tokens, a.gen_tokens)?;
+            let lc = llama_cpp(
+                bin,
+                &config.model,
+                threads,
+                cold.prompt_tokens,
+                a.gen_tokens,
+            )?;
             let ratio = |ours: f64, theirs: Option<f64>| theirs.map(|t| ours / t);
             let rp = ratio(cold.prefill_tokens_per_s(), lc["prefill_tok_s"].as_f64());
             let rg = ratio(cold.generation_tokens_per_s(), lc["gen_tok_s"].as_f64());

@@ -32,6 +32,9 @@ struct Cli {
     /// Exit 1 when a figure of the last-line JSON is below VALUE (repeatable).
     #[arg(long = "min", global = true, value_parser = parse_min)]
     min: Vec<(String, f64)>,
+    /// Exit 1 when a figure of the last-line JSON is above VALUE (repeatable).
+    #[arg(long = "max", global = true, value_parser = parse_min)]
+    max: Vec<(String, f64)>,
     /// Also write an HTML report into this directory.
     #[arg(long, global = true)]
     report: Option<PathBuf>,
@@ -115,11 +118,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     println!("{}", serde_json::to_string(&summary)?);
     let mut failed = false;
-    for (key, bound) in &cli.min {
+    let bounds = cli
+        .min
+        .iter()
+        .map(|b| (b, true))
+        .chain(cli.max.iter().map(|b| (b, false)));
+    for ((key, bound), lower) in bounds {
         match summary.get(key).and_then(Value::as_f64) {
-            Some(v) if v >= *bound => {}
+            Some(v) if (lower && v >= *bound) || (!lower && v <= *bound) => {}
             Some(v) => {
-                eprintln!("FAIL: {key} = {v:.4} < {bound}");
+                let op = if lower { "<" } else { ">" };
+                eprintln!("FAIL: {key} = {v:.4} {op} {bound}");
                 failed = true;
             }
             None => {

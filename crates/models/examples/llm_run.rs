@@ -32,13 +32,17 @@ fn main() -> anyhow::Result<()> {
         decoder,
     })?;
     eprintln!("loaded in {:.1} s", t.elapsed().as_secs_f64());
-    let system = "你是市政府1999市民熱線的助理。只根據提供的資料，用繁體中文簡短回答，並用[1]標示出處。";
+    let system =
+        "你是市政府1999市民熱線的助理。只根據提供的資料，用繁體中文簡短回答，並用[1]標示出處。";
     let params = GenerationParams {
         max_tokens: 48,
         ..GenerationParams::default()
     };
     for round in 0..2 {
-        let msgs = [ChatMessage::system(system), ChatMessage::user(question.as_str())];
+        let msgs = [
+            ChatMessage::system(system),
+            ChatMessage::user(question.as_str()),
+        ];
         let mut stream = llm.stream(&msgs, &params)?;
         for piece in &mut stream {
             print!("{}", piece?);

@@ -45,7 +45,9 @@ pub enum Error {
     EmptyInput,
     #[error("tokenizer: {reason}")]
     Tokenizer { reason: String },
-    #[error("prompt and reply need {tokens} positions, more than the configured context of {limit}")]
+    #[error(
+        "prompt and reply need {tokens} positions, more than the configured context of {limit}"
+    )]
     ContextTooLong { tokens: usize, limit: usize },
     #[error("remote model at {url}: {reason}")]
     Remote { url: String, reason: String },

@@ -9,9 +9,9 @@
 pub mod assets;
 pub mod convert;
 pub mod e5s;
-pub mod llm;
 pub mod embedder;
 pub mod error;
+pub mod llm;
 pub mod testing;
 pub mod unigram;
 

@@ -294,7 +294,8 @@ pub fn tiny_llm(
         ("tokenizer.ggml.eos_token_id".into(), V::U32(256 + 2)),
     ];
     let model = dir.join(format!("tiny-{arch}.gguf"));
-    let mut f = std::fs::File::create(&model).map_err(|e| crate::Error::io("creating", &model, e))?;
+    let mut f =
+        std::fs::File::create(&model).map_err(|e| crate::Error::io("creating", &model, e))?;
     let meta_refs: Vec<(&str, &V)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
     gguf_file::write(&mut f, &meta_refs, &tensor_refs)?;

@@ -140,7 +140,10 @@ async fn ask_with(reply: &str, question: &str) -> (assistant::answer::Answer, Ar
         })
         .await
         .unwrap();
-    assert_eq!(drafts, 1, "the extractive draft is shown before the LLM runs");
+    assert_eq!(
+        drafts, 1,
+        "the extractive draft is shown before the LLM runs"
+    );
     assert_eq!(tokens, reply, "the LLM's text streams through");
     (a, model)
 }
@@ -208,14 +211,21 @@ async fn a_request_for_personal_data_is_handed_off_without_retrieval() {
     let model = Scripted::new("0912345678[1]");
     let answerer = Answerer::new(knowledge_base().await, Some(model.clone()), config());
     let a = answerer
-        .answer("市長的手機號碼是多少？", &AskContext::default(), &mut |_| {})
+        .answer(
+            "市長的手機號碼是多少？",
+            &AskContext::default(),
+            &mut |_| {},
+        )
         .await
         .unwrap();
     assert!(a.handoff);
     assert_eq!(a.kind, AnswerKind::Handoff);
     assert!(a.answer.contains("1999"));
     assert!(a.citations.is_empty());
-    assert!(model.prompts.lock().unwrap().is_empty(), "the model never ran");
+    assert!(
+        model.prompts.lock().unwrap().is_empty(),
+        "the model never ran"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -247,7 +257,10 @@ async fn a_tiny_random_model_runs_through_the_real_generation_path_and_is_reject
     let llm = a.llm.expect("the model ran");
     let stats = llm.stats.expect("generation stats");
     assert!(stats.generated_tokens > 0);
-    assert!(stats.reused_prompt_tokens > 0, "the system prompt's cache was reused");
+    assert!(
+        stats.reused_prompt_tokens > 0,
+        "the system prompt's cache was reused"
+    );
     // Random text has no valid citation: the resident keeps the extractive answer.
     assert!(!llm.accepted);
     assert_eq!(a.kind, AnswerKind::Extractive);

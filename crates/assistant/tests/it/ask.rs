@@ -59,7 +59,11 @@ fn answers_are_cited_grounded_or_handed_off_with_the_real_models() {
         .arg(corpus.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // With the LLM: whatever it writes, what comes out is cited and grounded.
     let a = ask(index.path(), "我媽70歲要怎麼辦敬老卡？要帶什麼？", true);
@@ -67,10 +71,15 @@ fn answers_are_cited_grounded_or_handed_off_with_the_real_models() {
     assert_eq!(a["grounded"], true, "{a}");
     assert_eq!(a["citations"][0]["doc_id"], "senior-card", "{a}");
     for key in ["title", "section", "snippet"] {
-        assert!(a["citations"][0][key].as_str().is_some_and(|s| !s.is_empty()));
+        assert!(a["citations"][0][key]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()));
     }
     let llm = &a["llm"];
-    assert!(llm["stats"]["generated_tokens"].as_u64().unwrap() > 0, "{a}");
+    assert!(
+        llm["stats"]["generated_tokens"].as_u64().unwrap() > 0,
+        "{a}"
+    );
     let kind = a["kind"].as_str().unwrap();
     assert!(kind == "generated" || kind == "extractive", "{a}");
     if kind == "generated" {

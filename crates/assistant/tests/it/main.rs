@@ -1,3 +1,3 @@
-mod ingest;
 mod answers;
 mod ask;
+mod ingest;

@@ -232,7 +232,8 @@ impl Decoder {
             Arch::Qwen2 => "qwen2",
             Arch::Llama => "llama",
         };
-        let u = |k: &str| -> Result<usize> { Ok(meta(ct, &format!("{p}.{k}"))?.to_u32()? as usize) };
+        let u =
+            |k: &str| -> Result<usize> { Ok(meta(ct, &format!("{p}.{k}"))?.to_u32()? as usize) };
         let n_head = u("attention.head_count")?;
         let n_kv_head = u("attention.head_count_kv").unwrap_or(n_head);
         let hidden = u("embedding_length")?;
@@ -386,10 +387,10 @@ impl Decoder {
                 None => att,
             };
             let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((1, seq, self.n_head * self.head_dim))?;
+            let y =
+                att.matmul(&v)?
+                    .transpose(1, 2)?
+                    .reshape((1, seq, self.n_head * self.head_dim))?;
             let y = layer.wo.forward(&y, prefill)?;
             x = (x + y)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, self.eps as f32)?;
@@ -402,7 +403,10 @@ impl Decoder {
         let last = x.i((.., seq - 1, ..))?.contiguous()?;
         let last = candle_nn::ops::rms_norm(&last, &self.norm, self.eps as f32)?;
         let logits = self.output.forward(&last)?.squeeze(0)?;
-        Ok(logits.to_dtype(DType::F32)?.flatten_all()?.i(..)?.contiguous()?)
+        Ok(logits
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .i(..)?
+            .contiguous()?)
     }
 }
-

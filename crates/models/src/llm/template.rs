@@ -145,10 +145,7 @@ impl ChatTemplate {
                 "<s>[INST] <<SYS>>\n{}\n<</SYS>>\n\n",
                 system.trim()
             )),
-            ChatTemplate::Gemma => Some(format!(
-                "<bos><start_of_turn>user\n{}\n\n",
-                system.trim()
-            )),
+            ChatTemplate::Gemma => Some(format!("<bos><start_of_turn>user\n{}\n\n", system.trim())),
         }
     }
 }

