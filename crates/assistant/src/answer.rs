@@ -623,13 +623,18 @@ impl Answerer {
         {
             let mut text = c.text.trim().to_string();
             let mut tokens = llm.count_tokens(&text);
-            while tokens > budget && text.chars().count() > 40 {
-                let keep = text.chars().count() * budget.max(20) / tokens.max(1);
-                text = trim_text(&text, keep.max(40).min(text.chars().count() - 1));
-                tokens = llm.count_tokens(&text);
-            }
             if i > 0 && tokens > budget {
+                // Later passages are given whole or not at all.
                 break;
+            }
+            // The first passage is cut to fit, shrinking strictly each round.
+            let mut max_chars = text.chars().count();
+            while tokens > budget && max_chars > 40 {
+                max_chars = (max_chars * budget.max(1) / tokens.max(1))
+                    .min(max_chars - max_chars / 8 - 1)
+                    .max(40);
+                text = trim_text(c.text.trim(), max_chars);
+                tokens = llm.count_tokens(&text);
             }
             budget = budget.saturating_sub(tokens);
             body.push_str(&format!(

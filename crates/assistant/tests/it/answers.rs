@@ -342,3 +342,37 @@ async fn a_short_question_fitting_several_services_gets_a_clarifying_question() 
     assert_eq!(b.doc_id.as_deref(), Some(options[1].doc_id.as_str()));
     assert_eq!(b.kind, AnswerKind::Extractive);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passages_are_cut_to_the_token_budget() {
+    let model = Scripted::new("請攜帶身分證[1]");
+    for budget in [1usize, 45, 60, 90] {
+        let answerer = Answerer::new(
+            knowledge_base().await,
+            Some(model.clone()),
+            AnswerConfig {
+                passage_tokens: budget,
+                ..config()
+            },
+        );
+        answerer
+            .answer("低收入戶申請要準備哪些文件？", &AskContext::default(), &mut |_| {})
+            .await
+            .unwrap();
+        let prompts = model.prompts.lock().unwrap();
+        let user = &prompts.last().unwrap()[1].content;
+        let passages: Vec<&str> = user
+            .lines()
+            .filter(|l| l.starts_with('['))
+            .collect();
+        assert_eq!(passages.len(), 1, "later passages do not fit: {user}");
+        // The scripted model counts one token per character; the first passage is cut to
+        // the budget (never below 40 characters), plus its label.
+        let body = passages[0].split_once('：').unwrap().1;
+        assert!(
+            body.chars().count() <= budget.max(41) + 1,
+            "{budget}: {} chars",
+            body.chars().count()
+        );
+    }
+}
