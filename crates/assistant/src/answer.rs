@@ -777,12 +777,21 @@ impl Answerer {
                 .collect();
             let outcome = match result {
                 Ok(stats) => {
-                    let text = to_traditional(raw.trim());
+                    let mut text = to_traditional(raw.trim());
+                    if grounding::citations(&text).is_empty() {
+                        if let Some(n) = copied_from(&text, &given_texts) {
+                            // A reply copied from one passage without its marker: cite it.
+                            text.push_str(&format!("[{n}]"));
+                        }
+                    }
                     let report = grounding::check(&text, &given, &allowed(question));
+                    let plain = grounding::strip_citations(&text);
                     let reason = if text.is_empty() {
                         Some("empty".to_string())
                     } else if text.contains("資料中沒有") {
                         Some("the model found no answer in the passages".to_string())
+                    } else if plain.trim_end().ends_with(['？', '?']) {
+                        Some("the reply is a question, not an answer".to_string())
                     } else if report.cited.is_empty() {
                         Some("no citation".to_string())
                     } else if !report.is_grounded() {
@@ -824,6 +833,30 @@ impl Answerer {
         answer.timings.total_ms = ms(started);
         Ok(answer)
     }
+}
+
+/// The passage (1-based) a reply was copied from: at least 80% of the reply's character
+/// bigrams occur in it.
+pub fn copied_from(reply: &str, passages: &[String]) -> Option<usize> {
+    let grams = |t: &str| -> Vec<(char, char)> {
+        let cs: Vec<char> = t.chars().filter(|c| !c.is_whitespace()).collect();
+        cs.windows(2).map(|w| (w[0], w[1])).collect()
+    };
+    let reply_grams = grams(reply);
+    if reply_grams.len() < 4 {
+        return None;
+    }
+    passages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let pg: HashSet<(char, char)> = grams(p).into_iter().collect();
+            let hit = reply_grams.iter().filter(|g| pg.contains(g)).count();
+            (i + 1, hit as f64 / reply_grams.len() as f64)
+        })
+        .filter(|(_, share)| *share >= 0.8)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(n, _)| n)
 }
 
 /// Whether generated text has started repeating itself (a small model's failure mode): the
@@ -884,6 +917,20 @@ mod tests {
         // A hard cut never splits a phone number or a URL.
         assert_eq!(trim_text("請撥打專線0800-009-609洽詢", 10), "請撥打專線…");
         assert_eq!(trim_text("網址https://www.gov.tw/a", 8), "網址…");
+    }
+
+    #[test]
+    fn a_reply_copied_from_one_passage_is_attributed_to_it() {
+        let passages = vec![
+            "路燈故障請撥打1999通報。".to_string(),
+            "敬老卡請攜帶身分證與照片到區公所申請。".to_string(),
+        ];
+        assert_eq!(
+            copied_from("請攜帶身分證與照片到區公所申請", &passages),
+            Some(2)
+        );
+        assert_eq!(copied_from("請帶健保卡去醫院掛號看診", &passages), None);
+        assert_eq!(copied_from("好", &passages), None);
     }
 
     #[test]

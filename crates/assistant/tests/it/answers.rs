@@ -198,7 +198,7 @@ async fn citing_a_passage_that_was_not_given_falls_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_uncited_or_refusing_reply_falls_back() {
-    let (a, _) = ask_with("請攜帶身分證。", "敬老卡要帶什麼證件？").await;
+    let (a, _) = ask_with("您只要帶著證件去就可以了。", "敬老卡要帶什麼證件？").await;
     assert_eq!(a.kind, AnswerKind::Extractive);
     assert_eq!(a.llm.unwrap().reason.as_deref(), Some("no citation"));
     let (a, _) = ask_with("資料中沒有這項資訊", "敬老卡要帶什麼證件？").await;
@@ -356,15 +356,16 @@ async fn passages_are_cut_to_the_token_budget() {
             },
         );
         answerer
-            .answer("低收入戶申請要準備哪些文件？", &AskContext::default(), &mut |_| {})
+            .answer(
+                "低收入戶申請要準備哪些文件？",
+                &AskContext::default(),
+                &mut |_| {},
+            )
             .await
             .unwrap();
         let prompts = model.prompts.lock().unwrap();
         let user = &prompts.last().unwrap()[1].content;
-        let passages: Vec<&str> = user
-            .lines()
-            .filter(|l| l.starts_with('['))
-            .collect();
+        let passages: Vec<&str> = user.lines().filter(|l| l.starts_with('[')).collect();
         assert_eq!(passages.len(), 1, "later passages do not fit: {user}");
         // The scripted model counts one token per character; the first passage is cut to
         // the budget (never below 40 characters), plus its label.
@@ -375,4 +376,28 @@ async fn passages_are_cut_to_the_token_budget() {
             body.chars().count()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_copied_from_a_passage_without_its_marker_is_attributed_and_kept() {
+    let kb = knowledge_base().await;
+    let documents = kb
+        .chunks_of("senior-card")
+        .into_iter()
+        .find(|c| c.section == SectionKind::Documents)
+        .unwrap()
+        .text
+        .clone();
+    let line = documents
+        .lines()
+        .map(|l| l.trim_start_matches("- ").trim())
+        .find(|l| l.chars().count() >= 8)
+        .unwrap()
+        .to_string();
+    let (a, _) = ask_with(&line, "敬老卡要帶什麼證件？").await;
+    assert_eq!(a.kind, AnswerKind::Generated, "{:?}", a.llm);
+    assert_eq!(a.answer, format!("{line}[1]"));
+    // An echoed question is not an answer.
+    let (a, _) = ask_with("敬老卡要帶什麼證件？[1]", "敬老卡要帶什麼證件？").await;
+    assert_eq!(a.kind, AnswerKind::Extractive);
 }
