@@ -425,17 +425,25 @@ fn snippet(text: &str) -> String {
     s
 }
 
-/// Traditional Chinese (Taiwan phrasing) for model output.
+/// Traditional Chinese (Taiwan phrasing) for model output. Text that is already Traditional is
+/// left alone: Taiwan phrase conversion on Traditional input rewrites correct words (分區 →
+/// 分割槽).
 pub fn to_traditional(text: &str) -> String {
     use ferrous_opencc::{config::BuiltinConfig, OpenCC};
     use std::sync::OnceLock;
-    static CONV: OnceLock<Option<OpenCC>> = OnceLock::new();
-    let converted = match CONV.get_or_init(|| OpenCC::from_config(BuiltinConfig::S2twp).ok()) {
-        Some(c) => c.convert(text),
-        None => text.to_string(),
+    static S2T: OnceLock<Option<OpenCC>> = OnceLock::new();
+    static S2TWP: OnceLock<Option<OpenCC>> = OnceLock::new();
+    let (Some(s2t), Some(s2twp)) = (
+        S2T.get_or_init(|| OpenCC::from_config(BuiltinConfig::S2t).ok()),
+        S2TWP.get_or_init(|| OpenCC::from_config(BuiltinConfig::S2twp).ok()),
+    ) else {
+        return text.to_string();
     };
+    if s2t.convert(text) == text {
+        return text.to_string();
+    }
     // Taiwan's official form is 身分 (身分證, 身分證明), which OpenCC leaves as 身份.
-    converted.replace("身份", "身分")
+    s2twp.convert(text).replace("身份", "身分")
 }
 
 /// The passages chosen for one question.
@@ -800,8 +808,23 @@ impl Answerer {
                         None
                     };
                     if reason.is_none() {
-                        let cited = report.cited.clone();
-                        answer.answer = text.clone();
+                        let mut cited = report.cited.clone();
+                        let mut shown = text.clone();
+                        // Other documents' entries the reply did not use stay listed as
+                        // possibly related (an FAQ search often has several near matches).
+                        let related: Vec<&Citation> = answer
+                            .citations
+                            .iter()
+                            .filter(|c| !cited.contains(&c.number) && c.doc_id != sel.doc_id)
+                            .collect();
+                        if !related.is_empty() {
+                            shown.push_str("\n\n其他可能相關的說明：");
+                            for c in related {
+                                shown.push_str(&format!("\n・{}[{}]", c.title, c.number));
+                                cited.push(c.number);
+                            }
+                        }
+                        answer.answer = shown;
                         answer.citations.retain(|c| cited.contains(&c.number));
                         answer.kind = AnswerKind::Generated;
                         answer.grounded = true;
@@ -947,5 +970,6 @@ mod tests {
         assert_eq!(to_traditional("软件和信息"), "軟體和資訊");
         assert_eq!(to_traditional("身分證"), "身分證");
         assert_eq!(to_traditional("请携带身份证"), "請攜帶身分證");
+        assert_eq!(to_traditional("土地使用分區管制"), "土地使用分區管制");
     }
 }

@@ -389,3 +389,31 @@ fn the_remote_backend_reports_http_errors_and_refuses_https() {
         .to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
+
+#[test]
+fn sampling_with_a_seed_is_reproducible_and_the_seed_matters() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = load(dir.path(), "qwen2", DecoderOptions::default());
+    let run = |seed: u64| -> Vec<u32> {
+        let params = GenerationParams {
+            max_tokens: 16,
+            temperature: 1.5,
+            top_p: Some(0.95),
+            seed,
+            ignore_eos: true,
+            ..Default::default()
+        };
+        let mut s = llm.stream(&msgs("隨機"), &params).unwrap();
+        for p in &mut s {
+            p.unwrap();
+        }
+        s.tokens().to_vec()
+    };
+    let a = run(1);
+    assert_eq!(a, run(1), "same seed, same tokens");
+    let others: Vec<Vec<u32>> = (2..6).map(run).collect();
+    assert!(
+        others.iter().any(|o| *o != a),
+        "other seeds sample differently"
+    );
+}
