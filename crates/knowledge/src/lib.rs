@@ -7,6 +7,7 @@ pub mod document;
 pub mod error;
 pub mod html;
 pub mod load;
+pub mod validate;
 
 pub use chunk::{chunk_document, Chunk, ChunkConfig};
 pub use document::{Document, Scope, Section, SectionKind, SourceFormat};

@@ -1,0 +1,303 @@
+//! Validators and normalisers for the values residents give in forms and calls: the 身分證統一編號
+//! (and the resident-certificate numbers of foreign residents), dates in 民國 or Western form,
+//! and Taiwanese phone numbers written with separators, full-width or spoken digits.
+
+use std::fmt;
+
+/// Why an identity number is not valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdError {
+    /// Not a letter followed by nine digits (or two letters and eight digits).
+    Format,
+    /// The check digit does not match.
+    Checksum,
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdError::Format => write!(f, "身分證統一編號格式應為1個英文字母加9個數字"),
+            IdError::Checksum => write!(f, "身分證統一編號檢查碼不正確"),
+        }
+    }
+}
+
+impl std::error::Error for IdError {}
+
+/// What kind of identity number it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// 國民身分證 (second character 1 or 2).
+    National,
+    /// 新式居留證 (second character 8 or 9, issued since 2021).
+    ResidentNew,
+    /// 舊式居留證 (two letters and eight digits).
+    ResidentOld,
+}
+
+/// The two-digit code of the region letter.
+fn letter_code(c: char) -> Option<u32> {
+    const CODES: [u32; 26] = [
+        10, 11, 12, 13, 14, 15, 16, 17, 34, 18, 19, 20, 21, 22, 35, 23, 24, 25, 26, 27, 28, 29, 32,
+        30, 31, 33,
+    ];
+    c.is_ascii_uppercase()
+        .then(|| CODES[(c as u8 - b'A') as usize])
+}
+
+/// Full-width ASCII (letters, digits, punctuation) to half width, upper-cased.
+fn width(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            '\u{3000}' => ' ',
+            _ => c,
+        })
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+/// [`width`], with spaces and dashes dropped.
+fn fold(text: &str) -> String {
+    width(text)
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect()
+}
+
+/// Checks a 身分證統一編號 or resident-certificate number; returns it normalised (upper case,
+/// half width) with its kind.
+pub fn taiwan_id(text: &str) -> Result<(String, IdKind), IdError> {
+    let id = fold(text);
+    let cs: Vec<char> = id.chars().collect();
+    if cs.len() != 10 || !cs[2..].iter().all(|c| c.is_ascii_digit()) {
+        return Err(IdError::Format);
+    }
+    let region = letter_code(cs[0]).ok_or(IdError::Format)?;
+    let (kind, second) = match cs[1] {
+        '1' | '2' => (IdKind::National, cs[1].to_digit(10).unwrap_or(0)),
+        '8' | '9' => (IdKind::ResidentNew, cs[1].to_digit(10).unwrap_or(0)),
+        'A'..='D' => (
+            IdKind::ResidentOld,
+            letter_code(cs[1]).ok_or(IdError::Format)? % 10,
+        ),
+        _ => return Err(IdError::Format),
+    };
+    let digits: Vec<u32> = cs[2..].iter().filter_map(|c| c.to_digit(10)).collect();
+    let mut sum = region / 10 + (region % 10) * 9 + second * 8;
+    for (d, w) in digits[..7].iter().zip([7, 6, 5, 4, 3, 2, 1]) {
+        sum += d * w;
+    }
+    sum += digits[7];
+    if sum % 10 == 0 {
+        Ok((id, kind))
+    } else {
+        Err(IdError::Checksum)
+    }
+}
+
+/// The value of a run of Chinese or Arabic digits (`五十`, `一一四`, `114`, `十二`).
+fn number(text: &str) -> Option<u32> {
+    if text.is_empty() {
+        return None;
+    }
+    if text.chars().all(|c| c.is_ascii_digit()) {
+        return text.parse().ok();
+    }
+    let digit = |c: char| -> Option<u32> {
+        Some(match c {
+            '零' | '〇' | '洞' | '0' => 0,
+            '一' | '么' | '1' => 1,
+            '二' | '兩' | '2' => 2,
+            '三' | '3' => 3,
+            '四' | '4' => 4,
+            '五' | '5' => 5,
+            '六' | '6' => 6,
+            '七' | '拐' | '7' => 7,
+            '八' | '8' => 8,
+            '九' | '9' => 9,
+            _ => return None,
+        })
+    };
+    if !text.contains(['十', '百']) {
+        // Digit by digit: 一一四 → 114.
+        return text
+            .chars()
+            .try_fold(0u32, |acc, c| Some(acc * 10 + digit(c)?));
+    }
+    let (mut total, mut current) = (0u32, 0u32);
+    for c in text.chars() {
+        match c {
+            '百' => {
+                total += current.max(1) * 100;
+                current = 0;
+            }
+            '十' => {
+                total += current.max(1) * 10;
+                current = 0;
+            }
+            _ => current = digit(c)?,
+        }
+    }
+    Some(total + current)
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
+        2 => 28,
+        _ => 0,
+    }
+}
+
+/// A date written as 民國 (`民國50年3月1日`, `50/3/1`, `五十年三月一日`) or Western
+/// (`1961-03-01`, `1961年3月1日`) → ISO `YYYY-MM-DD`. Years of one to three digits are 民國
+/// (民國 year + 1911). `None` when the text is not a complete, existing date.
+pub fn date_iso(text: &str) -> Option<String> {
+    let t: String = width(text).chars().filter(|c| !c.is_whitespace()).collect();
+    let t = t
+        .trim_start_matches("民國")
+        .trim_start_matches("中華民國")
+        .trim_end_matches('號')
+        .trim_end_matches('日');
+    let parts: Vec<&str> = t
+        .split(|c: char| matches!(c, '年' | '月' | '/' | '.' | '-'))
+        .filter(|p| !p.is_empty())
+        .collect();
+    let [y, m, d] = parts.as_slice() else {
+        return None;
+    };
+    let (y, m, d) = (number(y)?, number(m)?, number(d)?);
+    let year = if y < 1000 { y + 1911 } else { y };
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(year, m) || year > 2200 {
+        return None;
+    }
+    Some(format!("{year:04}-{m:02}-{d:02}"))
+}
+
+/// A Taiwanese phone number → digits only (`0912345678`, `0227208889`, `073368333`), from
+/// separators, brackets, full-width or spoken digits (「零九一二…」, 「洞么拐」). `None` when the
+/// digits are not a mobile (09 + 8 digits) or an area-coded landline (9–10 digits starting
+/// 02–08), or the 1999/110/119-style short numbers.
+pub fn phone_digits(text: &str) -> Option<String> {
+    let mut digits = String::new();
+    for c in fold(text).chars() {
+        match c {
+            '(' | ')' | '（' | '）' | '.' | '、' | '－' => {}
+            c if c.is_ascii_digit() => digits.push(c),
+            c => match number(&c.to_string()) {
+                Some(d) if d < 10 => digits.push(char::from_digit(d, 10).unwrap_or('0')),
+                _ => return None,
+            },
+        }
+    }
+    let mobile = digits.len() == 10 && digits.starts_with("09");
+    let landline = (9..=10).contains(&digits.len())
+        && digits.starts_with('0')
+        && matches!(digits.as_bytes().get(1), Some(b'2'..=b'8'));
+    let short = matches!(
+        digits.as_str(),
+        "1999" | "110" | "119" | "113" | "1966" | "1957"
+    );
+    (mobile || landline || short).then_some(digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn national_ids_pass_the_checksum_in_any_width_or_case() {
+        assert_eq!(
+            taiwan_id("A123456789"),
+            Ok(("A123456789".into(), IdKind::National))
+        );
+        assert_eq!(
+            taiwan_id("ａ１２３４５６７８９"),
+            Ok(("A123456789".into(), IdKind::National))
+        );
+        assert_eq!(taiwan_id("F131104093").map(|x| x.1), Ok(IdKind::National));
+    }
+
+    #[test]
+    fn a_wrong_check_digit_or_format_is_reported() {
+        assert_eq!(taiwan_id("A123456788"), Err(IdError::Checksum));
+        assert_eq!(taiwan_id("A12345678"), Err(IdError::Format));
+        assert_eq!(taiwan_id("A323456789"), Err(IdError::Format));
+        assert_eq!(taiwan_id("1123456789"), Err(IdError::Format));
+        assert!(IdError::Checksum.to_string().contains("檢查碼"));
+    }
+
+    #[test]
+    fn resident_certificates_old_and_new_are_checked() {
+        // New format: same weights as the national ID.
+        assert_eq!(
+            taiwan_id("A800000014").map(|x| x.1),
+            Ok(IdKind::ResidentNew)
+        );
+        assert_eq!(taiwan_id("A800000015"), Err(IdError::Checksum));
+        // Old format: the second letter's code contributes its last digit.
+        assert_eq!(
+            taiwan_id("AC01234567").map(|x| x.1),
+            Ok(IdKind::ResidentOld)
+        );
+        assert_eq!(taiwan_id("AC01234568"), Err(IdError::Checksum));
+    }
+
+    #[test]
+    fn roc_and_western_dates_become_iso() {
+        assert_eq!(date_iso("民國50年3月1日").as_deref(), Some("1961-03-01"));
+        assert_eq!(date_iso("50/3/1").as_deref(), Some("1961-03-01"));
+        assert_eq!(date_iso("114.12.31").as_deref(), Some("2025-12-31"));
+        assert_eq!(date_iso("五十年三月一日").as_deref(), Some("1961-03-01"));
+        assert_eq!(
+            date_iso("民國一一四年十二月二十五日").as_deref(),
+            Some("2025-12-25")
+        );
+        assert_eq!(date_iso("1961-03-01").as_deref(), Some("1961-03-01"));
+        assert_eq!(
+            date_iso("２０２４年２月２９日").as_deref(),
+            Some("2024-02-29")
+        );
+    }
+
+    #[test]
+    fn impossible_or_incomplete_dates_are_refused() {
+        assert_eq!(date_iso("2023年2月29日"), None);
+        assert_eq!(date_iso("民國50年13月1日"), None);
+        assert_eq!(date_iso("民國50年"), None);
+        assert_eq!(date_iso("昨天"), None);
+    }
+
+    #[test]
+    fn phones_are_normalised_to_digits() {
+        assert_eq!(phone_digits("0912-345-678").as_deref(), Some("0912345678"));
+        assert_eq!(phone_digits("(07)336-8333").as_deref(), Some("073368333"));
+        assert_eq!(phone_digits("02 2720 8889").as_deref(), Some("0227208889"));
+        assert_eq!(
+            phone_digits("０９１２３４５６７８").as_deref(),
+            Some("0912345678")
+        );
+        assert_eq!(
+            phone_digits("零九一二三四五六七八").as_deref(),
+            Some("0912345678")
+        );
+        assert_eq!(
+            phone_digits("洞九么兩三四五六拐八").as_deref(),
+            Some("0912345678")
+        );
+        assert_eq!(phone_digits("1999").as_deref(), Some("1999"));
+    }
+
+    #[test]
+    fn numbers_that_are_not_phones_are_refused() {
+        assert_eq!(phone_digits("091234567"), None);
+        assert_eq!(phone_digits("12345678"), None);
+        assert_eq!(phone_digits("0912-abc-678"), None);
+        assert_eq!(phone_digits("0112345678"), None);
+    }
+}
