@@ -165,7 +165,7 @@ pub fn date_iso(text: &str) -> Option<String> {
         .trim_end_matches('號')
         .trim_end_matches('日');
     let parts: Vec<&str> = t
-        .split(|c: char| matches!(c, '年' | '月' | '/' | '.' | '-'))
+        .split(['年', '月', '/', '.', '-'])
         .filter(|p| !p.is_empty())
         .collect();
     let [y, m, d] = parts.as_slice() else {
