@@ -716,16 +716,12 @@ impl Answerer {
         };
         let citations = self.citations(&sel);
         let text = self.extractive(&sel);
-        let sources: Vec<String> = sel.chunks.iter().map(|c| cited_text(c)).collect();
-        let passages: Vec<Passage<'_>> = sources
+        let sources: Vec<String> = sel
+            .chunks
             .iter()
-            .enumerate()
-            .map(|(i, t)| Passage {
-                number: i + 1,
-                text: t,
-            })
+            .map(|c| cited_text(&c.doc_title, &c.text))
             .collect();
-        let report = grounding::check(&text, &passages, &allowed(question));
+        let report = grounding::check(&text, &numbered(&sources), &allowed(question));
         let mut answer = Answer {
             answer: text,
             citations,
@@ -773,16 +769,9 @@ impl Answerer {
             let given_texts: Vec<String> = texts
                 .iter()
                 .zip(&sel.chunks)
-                .map(|(t, c)| format!("{}\n{t}", c.doc_title))
+                .map(|(t, c)| cited_text(&c.doc_title, t))
                 .collect();
-            let given: Vec<Passage<'_>> = given_texts
-                .iter()
-                .enumerate()
-                .map(|(i, t)| Passage {
-                    number: i + 1,
-                    text: t,
-                })
-                .collect();
+            let given = numbered(&given_texts);
             let outcome = match result {
                 Ok(stats) => {
                     let mut text = to_traditional(raw.trim());
@@ -894,8 +883,20 @@ pub fn degenerate(text: &str) -> bool {
 }
 
 /// A cited section as the grounding check reads it: the guide's title and the section text.
-pub fn cited_text(c: &Chunk) -> String {
-    format!("{}\n{}", c.doc_title, c.text)
+pub fn cited_text(title: &str, text: &str) -> String {
+    format!("{title}\n{text}")
+}
+
+/// Source texts as the passages `[1]`, `[2]`, … in order.
+pub fn numbered(texts: &[String]) -> Vec<Passage<'_>> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Passage {
+            number: i + 1,
+            text: t,
+        })
+        .collect()
 }
 
 /// What an answer may say beyond its sources: the resident's own question and the product's

@@ -19,21 +19,8 @@ use crate::{open_eval_set, EvalSet};
 
 #[derive(clap::Args)]
 pub struct AnswerArgs {
-    #[arg(long)]
-    corpus: PathBuf,
-    /// JSONL gold queries, or `faq-questions` to use the FAQ's own questions.
-    #[arg(long)]
-    queries: String,
-    #[arg(long)]
-    split: Option<PathBuf>,
-    #[arg(long)]
-    index_questions: bool,
-    #[arg(long)]
-    index: Option<PathBuf>,
-    #[arg(long, conflicts_with = "index")]
-    fresh: bool,
-    #[arg(long)]
-    limit: Option<usize>,
+    #[command(flatten)]
+    set: EvalSet,
     /// `on`: the configured LLM; `off`: extractive answers only; `both`: extractive first,
     /// then with the LLM (the headline figures are the LLM run's, the other under
     /// "extractive").
@@ -53,7 +40,7 @@ fn cited_passages(answerer: &Answerer, a: &Answer) -> Vec<String> {
     a.citations
         .iter()
         .map(|c| match r.chunk(&c.chunk_id) {
-            Some(ch) => cited_text(ch),
+            Some(ch) => cited_text(&ch.doc_title, &ch.text),
             None => r
                 .chunks_of(&c.doc_id)
                 .iter()
@@ -186,19 +173,7 @@ pub async fn run(
     a: &AnswerArgs,
     report: Option<&Path>,
 ) -> anyhow::Result<Value> {
-    let (r, gold) = open_eval_set(
-        settings,
-        &EvalSet {
-            corpus: a.corpus.clone(),
-            queries: a.queries.clone(),
-            split: a.split.clone(),
-            index_questions: a.index_questions,
-            index: a.index.clone(),
-            fresh: a.fresh,
-            limit: a.limit,
-        },
-    )
-    .await?;
+    let (r, gold) = open_eval_set(settings, &a.set).await?;
     let r = Arc::new(r);
     let config: AnswerConfig = settings.answer.clone();
     let mut out = a
@@ -254,8 +229,11 @@ pub async fn run(
             "answer",
             &rows,
             &[
-                ("corpus".into(), a.corpus.display().to_string()),
-                ("queries".into(), format!("{} ({})", a.queries, gold.len())),
+                ("corpus".into(), a.set.corpus.display().to_string()),
+                (
+                    "queries".into(),
+                    format!("{} ({})", a.set.queries, gold.len()),
+                ),
             ],
         )?;
         eprintln!("report: {}", path.display());

@@ -55,32 +55,13 @@ enum Suite {
 
 #[derive(clap::Args)]
 struct RetrievalArgs {
-    #[arg(long)]
-    corpus: PathBuf,
-    /// JSONL gold queries, or `faq-questions` to use the FAQ's own questions.
-    #[arg(long)]
-    queries: String,
-    /// Ids file restricting `faq-questions` (one url per line).
-    #[arg(long)]
-    split: Option<PathBuf>,
+    #[command(flatten)]
+    set: EvalSet,
     #[arg(long, default_value_t = 10)]
     k: usize,
-    /// Index FAQ questions together with their answers.
-    #[arg(long)]
-    index_questions: bool,
     /// bm25, dense, hybrid, or `all` (all three; each mode's figures under "modes").
     #[arg(long, default_value = "hybrid")]
     mode: String,
-    /// Index directory; by default a cache entry keyed by the corpus and options, so a second
-    /// run re-embeds nothing.
-    #[arg(long)]
-    index: Option<PathBuf>,
-    /// Build a throwaway in-memory index instead.
-    #[arg(long, conflicts_with = "index")]
-    fresh: bool,
-    /// Evaluate at most N queries.
-    #[arg(long)]
-    limit: Option<usize>,
     /// Also sweep the fusion settings (RRF k × BM25 weight, dense weight 1) on these queries
     /// and print recall@5 / MRR for each: how the configured defaults were chosen (dev split).
     #[arg(long)]
@@ -167,13 +148,28 @@ fn mode_name(mode: Mode) -> &'static str {
 }
 
 /// Inputs shared by the suites that run over a corpus and gold queries.
+#[derive(clap::Args)]
 pub(crate) struct EvalSet {
+    #[arg(long)]
     pub corpus: PathBuf,
+    /// JSONL gold queries, or `faq-questions` to use the FAQ's own questions.
+    #[arg(long)]
     pub queries: String,
+    /// Ids file restricting `faq-questions` (one url per line).
+    #[arg(long)]
     pub split: Option<PathBuf>,
+    /// Index FAQ questions together with their answers.
+    #[arg(long)]
     pub index_questions: bool,
+    /// Index directory; by default a cache entry keyed by the corpus and options, so a second
+    /// run re-embeds nothing.
+    #[arg(long)]
     pub index: Option<PathBuf>,
+    /// Build a throwaway in-memory index instead.
+    #[arg(long, conflicts_with = "index")]
     pub fresh: bool,
+    /// Evaluate at most N queries.
+    #[arg(long)]
     pub limit: Option<usize>,
 }
 
@@ -257,19 +253,7 @@ async fn retrieval_suite(
     } else {
         vec![a.mode.parse().map_err(anyhow::Error::msg)?]
     };
-    let (r, gold) = open_eval_set(
-        settings,
-        &EvalSet {
-            corpus: a.corpus.clone(),
-            queries: a.queries.clone(),
-            split: a.split.clone(),
-            index_questions: a.index_questions,
-            index: a.index.clone(),
-            fresh: a.fresh,
-            limit: a.limit,
-        },
-    )
-    .await?;
+    let (r, gold) = open_eval_set(settings, &a.set).await?;
     let depth = a.k.max(10);
     let mut per_mode = BTreeMap::new();
     let mut rows = Vec::new();
@@ -348,10 +332,10 @@ async fn retrieval_suite(
             "retrieval",
             &rows,
             &[
-                ("corpus".into(), a.corpus.display().to_string()),
+                ("corpus".into(), a.set.corpus.display().to_string()),
                 (
                     "queries".into(),
-                    format!("{} ({} judged)", a.queries, gold.len()),
+                    format!("{} ({} judged)", a.set.queries, gold.len()),
                 ),
             ],
         )?;

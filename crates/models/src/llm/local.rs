@@ -216,17 +216,18 @@ impl LocalLlm {
         }
     }
 
-    /// The state after `prefix` tokens, computed and kept for the next request.
-    fn primed(&self, prefix: &[u32]) -> Result<State> {
+    /// The state after `prefix` tokens, and whether it came from the cache (otherwise it is
+    /// computed now and kept for the next request).
+    fn primed(&self, prefix: &[u32]) -> Result<(State, bool)> {
         if let Some((toks, st)) = self.prefix.lock().expect("prefix lock").as_ref() {
             if toks == prefix {
-                return Ok(st.clone());
+                return Ok((st.clone(), true));
             }
         }
         let mut st = self.fresh_state();
         self.step(&mut st, prefix)?;
         *self.prefix.lock().expect("prefix lock") = Some((prefix.to_vec(), st.clone()));
-        Ok(st)
+        Ok((st, false))
     }
 
     /// Starts generating the reply to `messages`: processes the prompt (reusing the cached
@@ -247,13 +248,7 @@ impl LocalLlm {
         if let Some(prefix) = system {
             let ptoks = self.encode(&prefix)?;
             if ptoks.len() < prompt.len() && prompt.starts_with(&ptoks) {
-                let cached = self
-                    .prefix
-                    .lock()
-                    .expect("prefix lock")
-                    .as_ref()
-                    .is_some_and(|(t, _)| *t == ptoks);
-                let st = self.primed(&ptoks)?;
+                let (st, cached) = self.primed(&ptoks)?;
                 if cached {
                     reused = st.len();
                 }
