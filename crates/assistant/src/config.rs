@@ -29,6 +29,10 @@ pub struct Paths {
     pub corpus: PathBuf,
     /// Guided walk-through definitions.
     pub walkthroughs: PathBuf,
+    /// Form schemas (`*.toml`).
+    pub forms: PathBuf,
+    /// The 1999 case taxonomy and the city's gazetteer.
+    pub cases: PathBuf,
 }
 
 impl Default for Paths {
@@ -38,6 +42,8 @@ impl Default for Paths {
             index_dir: PathBuf::from("var/index"),
             corpus: PathBuf::from("corpus/guides"),
             walkthroughs: PathBuf::from("corpus/walkthroughs"),
+            forms: PathBuf::from("corpus/forms"),
+            cases: PathBuf::from("corpus/cases"),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! last line, one JSON object; `--min KEY=VALUE` makes it exit 1 when a figure falls short.
 
 mod answer_suite;
+mod extract_suite;
 mod llm_suite;
+mod route_suite;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -51,6 +53,10 @@ enum Suite {
     /// LLM speed: prompt processing and generation tokens/s, time to first token; with
     /// llama.cpp's figures on the same GGUF and thread count when `--llama-bench` is given.
     Llm(llm_suite::LlmArgs),
+    /// Form-field extraction: per-field precision, recall and F1 on labelled cases.
+    Extract(extract_suite::ExtractArgs),
+    /// Bureau routing: accuracy and macro F1 (leave-one-out on the FAQ's own questions).
+    Route(route_suite::RouteArgs),
 }
 
 #[derive(clap::Args)]
@@ -96,6 +102,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Suite::Retrieval(args) => retrieval_suite(&settings, &args, cli.report.as_deref()).await?,
         Suite::Answer(args) => answer_suite::run(&settings, &args, cli.report.as_deref()).await?,
         Suite::Llm(args) => llm_suite::run(&settings, &args)?,
+        Suite::Extract(args) => extract_suite::run(&settings, &args).await?,
+        Suite::Route(args) => route_suite::run(&settings, &args).await?,
     };
     println!("{}", serde_json::to_string(&summary)?);
     let mut failed = false;

@@ -5,11 +5,15 @@
 pub mod chunk;
 pub mod document;
 pub mod error;
+pub mod forms;
 pub mod html;
 pub mod load;
+pub mod taxonomy;
 pub mod validate;
 
 pub use chunk::{chunk_document, Chunk, ChunkConfig};
 pub use document::{Document, Scope, Section, SectionKind, SourceFormat};
 pub use error::{Error, Result};
+pub use forms::{load_forms, FieldKind, FieldSpec, FormSchema, Pick};
 pub use load::{load_path, LoadOptions, LoadProblem, Loaded, LoadedDocument};
+pub use taxonomy::{Category, Taxonomy};

@@ -49,6 +49,8 @@ pub enum Error {
         "prompt and reply need {tokens} positions, more than the configured context of {limit}"
     )]
     ContextTooLong { tokens: usize, limit: usize },
+    #[error("{backend} does not support {what}")]
+    Unsupported { what: &'static str, backend: String },
     #[error("remote model at {url}: {reason}")]
     Remote { url: String, reason: String },
 }

@@ -2,7 +2,7 @@
 //! thread pool of configurable size, with the KV cache of the last system prompt kept for reuse.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use candle_core::quantized::gguf_file;
@@ -12,6 +12,7 @@ use candle_transformers::models::quantized_gemma3;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use super::constrain::{vocabulary_bytes, Grammar};
 use super::decoder::{Arch, Decoder, DecoderOptions, KvCache};
 use super::detok::TextStream;
 use super::template::ChatTemplate;
@@ -65,6 +66,8 @@ pub struct LocalLlm {
     threads: usize,
     prefix: Mutex<Option<(Vec<u32>, State)>>,
     describe: String,
+    /// Each token's bytes, built on the first constrained generation.
+    vocab: OnceLock<Vec<Option<Vec<u8>>>>,
 }
 
 fn tok_err(e: impl std::fmt::Display) -> Error {
@@ -169,6 +172,7 @@ impl LocalLlm {
             threads,
             prefix: Mutex::new(None),
             describe: format!("{arch_name} local ({name}, {threads} threads)"),
+            vocab: OnceLock::new(),
         })
     }
 
@@ -228,6 +232,19 @@ impl LocalLlm {
         self.step(&mut st, prefix)?;
         *self.prefix.lock().expect("prefix lock") = Some((prefix.to_vec(), st.clone()));
         Ok((st, false))
+    }
+
+    /// Like [`LocalLlm::stream`], with every token constrained by `grammar`; generation stops
+    /// when the grammar is complete.
+    pub fn stream_constrained(
+        &self,
+        messages: &[ChatMessage],
+        params: &GenerationParams,
+        grammar: Box<dyn Grammar>,
+    ) -> Result<TokenStream<'_>> {
+        let mut stream = self.stream(messages, params)?;
+        stream.grammar = Some(grammar);
+        Ok(stream)
     }
 
     /// Starts generating the reply to `messages`: processes the prompt (reusing the cached
@@ -290,6 +307,7 @@ impl LocalLlm {
             finish: None,
             started,
             first_piece: None,
+            grammar: None,
             stats: GenerationStats {
                 prompt_tokens: prompt.len(),
                 reused_prompt_tokens: reused,
@@ -335,6 +353,7 @@ pub struct TokenStream<'a> {
     finish: Option<FinishReason>,
     started: Instant,
     first_piece: Option<Instant>,
+    grammar: Option<Box<dyn Grammar>>,
     stats: GenerationStats,
 }
 
@@ -437,7 +456,37 @@ impl TokenStream<'_> {
             } else {
                 logits
             };
-            let next = self.processor.sample(&logits)?;
+            let next = match self.grammar.as_mut() {
+                None => self.processor.sample(&logits)?,
+                Some(grammar) => {
+                    if grammar.is_complete() {
+                        self.finish = Some(FinishReason::Stop);
+                        return Ok(None);
+                    }
+                    let vocab = self
+                        .llm
+                        .vocab
+                        .get_or_init(|| vocabulary_bytes(&self.llm.tokenizer));
+                    let mut values = logits.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+                    let mut any = false;
+                    for (id, v) in values.iter_mut().enumerate() {
+                        match vocab.get(id).and_then(|b| b.as_deref()) {
+                            Some(bytes) if grammar.allows(bytes) => any = true,
+                            _ => *v = f32::NEG_INFINITY,
+                        }
+                    }
+                    if !any {
+                        self.finish = Some(FinishReason::Stop);
+                        return Ok(None);
+                    }
+                    let masked = Tensor::from_vec(values, logits.shape(), logits.device())?;
+                    let next = self.processor.sample(&masked)?;
+                    if let Some(bytes) = vocab.get(next as usize).and_then(|b| b.as_deref()) {
+                        grammar.advance(bytes);
+                    }
+                    next
+                }
+            };
             if !self.params.ignore_eos && self.llm.stop_ids.contains(&next) {
                 self.finish = Some(FinishReason::Stop);
                 return Ok(None);
@@ -502,6 +551,19 @@ impl ChatModel for LocalLlm {
             }
         }
         Ok(stream.stats())
+    }
+
+    fn chat_constrained(
+        &self,
+        messages: &[ChatMessage],
+        params: &GenerationParams,
+        grammar: Box<dyn Grammar>,
+    ) -> Result<(String, GenerationStats)> {
+        let mut stream = self.stream_constrained(messages, params, grammar)?;
+        for piece in stream.by_ref() {
+            piece?;
+        }
+        Ok((stream.text().to_string(), stream.stats()))
     }
 
     fn count_tokens(&self, text: &str) -> usize {

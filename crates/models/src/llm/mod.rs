@@ -5,12 +5,14 @@
 //! The caller never trusts what comes out of here: the answer pipeline in `assistant` checks
 //! every generated statement against the passages it gave the model.
 
+mod constrain;
 mod decoder;
 mod detok;
 mod local;
 mod remote;
 mod template;
 
+pub use constrain::{vocabulary_bytes, Grammar, JsonObjectGrammar, ValueSpec};
 pub use decoder::{Arch, Decoder, DecoderOptions, KvCache, PrefillWeights};
 pub use detok::TextStream;
 pub use local::{load_tokenizer, LocalLlm, LocalLlmConfig, TokenStream};
@@ -155,6 +157,20 @@ pub trait ChatModel: Send + Sync {
 
     /// Tokens `text` takes in this model's vocabulary (estimated for remote models).
     fn count_tokens(&self, text: &str) -> usize;
+
+    /// Generates a reply whose bytes follow `grammar` (schema-constrained decoding); returns
+    /// the text. Backends that cannot mask tokens return an error.
+    fn chat_constrained(
+        &self,
+        _messages: &[ChatMessage],
+        _params: &GenerationParams,
+        _grammar: Box<dyn Grammar>,
+    ) -> crate::Result<(String, GenerationStats)> {
+        Err(crate::Error::Unsupported {
+            what: "schema-constrained decoding",
+            backend: self.describe(),
+        })
+    }
 
     /// Processes `system` so later requests starting with it skip that work. A no-op where
     /// the backend has no such cache.
