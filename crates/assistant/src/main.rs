@@ -90,6 +90,27 @@ enum Command {
         #[arg(long)]
         no_llm: bool,
     },
+    /// Read form fields (or a 1999 case) from a free-text description: values with their
+    /// source spans, validation problems, and the follow-up questions to ask.
+    Extract {
+        /// Form schema (`senior_card`, `childcare_allowance`, `case_report`, …); `--list` shows all.
+        #[arg(long, default_value = "case_report")]
+        schema: String,
+        /// The description; read from standard input when absent.
+        text: Option<String>,
+        /// Print the extraction as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Use the LLM (schema-constrained) for required fields the rules miss.
+        #[arg(long)]
+        llm: bool,
+        /// Rules and keywords only (no embedder for the case category).
+        #[arg(long)]
+        no_models: bool,
+        /// List the form schemas.
+        #[arg(long)]
+        list: bool,
+    },
     /// Set everything up, ingest the bundled corpus, and start an interactive chat.
     Start,
 }
@@ -122,6 +143,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => doctor(&settings, &index_dir).await,
+        Command::Extract {
+            schema,
+            text,
+            json,
+            llm,
+            no_models,
+            list,
+        } => extract_cmd(&settings, &schema, text, json, llm, no_models, list),
         Command::Ingest {
             paths,
             index_questions,
@@ -482,4 +511,98 @@ async fn interactive(r: &Retriever, opts: &SearchOptions, explain: bool) -> anyh
         search_once(r, line.trim(), opts, explain, false).await?;
     }
     Ok(())
+}
+
+/// `assistant extract`.
+fn extract_cmd(
+    settings: &Settings,
+    schema: &str,
+    text: Option<String>,
+    json: bool,
+    llm: bool,
+    no_models: bool,
+    list: bool,
+) -> anyhow::Result<ExitCode> {
+    use assistant::extract::{Extractor, Source};
+    let mut extractor = Extractor::open(settings)?;
+    if list {
+        for f in extractor.forms() {
+            println!("{:<24} {}（{} 個欄位）", f.name, f.title, f.fields.len());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let form = extractor.form(schema)?.clone();
+    let text = match text {
+        Some(t) => t,
+        None => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+            s
+        }
+    };
+    if text.trim().is_empty() {
+        anyhow::bail!("請提供要解析的描述文字（參數或標準輸入）");
+    }
+    if text.chars().count() > 4000 {
+        anyhow::bail!("描述太長（{} 字），上限 4000 字", text.chars().count());
+    }
+    let needs_category = form
+        .fields
+        .iter()
+        .any(|f| f.kind == knowledge::FieldKind::Category);
+    if needs_category && !no_models {
+        let e = assistant::embedding::load_embedder(
+            &settings.cache_root(),
+            settings.embedder.path.as_deref(),
+            settings.embedder.model_config(),
+        )?;
+        extractor = extractor.with_embedder(e)?;
+    }
+    if llm {
+        match settings.llm.load(&settings.cache_root())? {
+            Some(model) => {
+                extractor = extractor.with_llm(assistant::extract::llm_fill::LlmFiller::new(model))
+            }
+            None => anyhow::bail!("--llm needs an LLM backend ([llm] backend = local|remote)"),
+        }
+    }
+    let out = extractor.extract(schema, &text)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("表單：{}（{}）", form.title, form.name);
+    for f in &form.fields {
+        match out.fields.get(&f.name) {
+            Some(v) => {
+                let source = match v.source {
+                    Source::Text => "原文",
+                    Source::Llm => "模型",
+                    Source::Default => "預設",
+                    Source::Derived => "推得",
+                };
+                let span = v
+                    .span
+                    .map(|(s, e)| {
+                        format!(" [{s}..{e}]「{}」", v.evidence.clone().unwrap_or_default())
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "  {}：{}  （{source}，信心 {:.2}）{span}",
+                    f.label, v.value, v.confidence
+                );
+            }
+            None => println!("  {}：—", f.label),
+        }
+    }
+    if let Some(b) = &out.bureau {
+        println!("權責機關：{b}");
+    }
+    for p in &out.problems {
+        println!("⚠ {}", p.message);
+    }
+    for q in &out.follow_ups {
+        println!("？ {}", q.question);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -382,7 +382,17 @@ fn role_mentions(t: &Text, form: &FormSchema) -> Vec<(usize, String)> {
     let mut i = 0;
     while i < t.len() {
         if let Some((c, r)) = cues.iter().find(|(c, _)| t.at(i, c)) {
-            out.push((i, r.to_string()));
+            // 「我是她兒子」: the relation word names the speaker.
+            let speaker = ["我是她", "我是他", "我是", "我是她的", "我是他的", "本人是"]
+                .iter()
+                .any(|w| t.ends_at(i, w));
+            let first = form
+                .roles
+                .first()
+                .map(|r| r.name.as_str())
+                .unwrap_or_default();
+            let role = if speaker { first } else { r };
+            out.push((i, role.to_string()));
             i += c.chars().count();
         } else {
             i += 1;
@@ -454,8 +464,16 @@ fn enum_value(t: &Text, field: &FieldSpec) -> Option<(String, Found)> {
         })
         .collect();
     let found = scan::apply_corrections(t, found);
+    let negative = |f: &Found| {
+        let w = t.slice(f.start, f.end);
+        w.starts_with('沒') || w.starts_with('不') || w.starts_with('非')
+    };
     let best = match field.pick {
-        Pick::First => found.into_iter().next(),
+        // 「不是低收入戶，是中低收入戶」: a denial followed by the real value.
+        Pick::First => match found.iter().position(|f| !negative(f)) {
+            Some(p) if p > 0 && negative(&found[0]) => found.into_iter().nth(p),
+            _ => found.into_iter().next(),
+        },
         Pick::Priority => found.into_iter().min_by_key(|f| {
             field
                 .options
@@ -512,6 +530,27 @@ fn integer_value(t: &Text, field: &FieldSpec) -> Option<(i64, Found)> {
         }
         i += 1;
     }
+    for cue in &field.cues {
+        for p in t.find_all(cue) {
+            let mut k = p + cue.chars().count();
+            while matches!(t.chars.get(k), Some(':' | '：' | ' ' | '是' | '為')) {
+                k += 1;
+            }
+            let d0 = k;
+            while k < t.len() && t.chars[k].is_ascii_digit() {
+                k += 1;
+            }
+            if k > d0 && k - d0 <= 3 {
+                found.push(Found {
+                    start: d0,
+                    end: k,
+                    value: Some(t.slice(d0, k)),
+                    problem: None,
+                });
+            }
+        }
+    }
+    found.sort_by_key(|f| f.start);
     let found = scan::apply_corrections(t, found);
     let f = found.into_iter().next()?;
     Some((f.value.as_deref()?.parse().ok()?, f))

@@ -119,6 +119,7 @@ pub const CORRECTIONS: &[&str] = &[
     "改成",
     "搞錯",
     "記錯",
+    "那是",
 ];
 
 /// Identity numbers: a letter (or two) followed by digits. Valid ones carry the normalised
@@ -142,14 +143,29 @@ pub fn ids(t: &Text) -> Vec<Found> {
         }
         let mut digits = 0;
         let mut end = j;
+        // Read out: 「F，兩九八、四么六、兩兩九」.
+        let spoken = t
+            .chars
+            .get(j)
+            .is_some_and(|&c| matches!(c, '，' | ',' | '、' | ' '))
+            && t.chars
+                .get(j + 1)
+                .is_some_and(|&c| !c.is_ascii_digit() && spoken_digit(c).is_some());
         while j < t.len() && digits < 10 {
             let c = t.chars[j];
-            if c.is_ascii_digit() {
-                raw.push(c);
+            let d = if spoken {
+                spoken_digit(c)
+            } else {
+                c.to_digit(10)
+            };
+            if let Some(d) = d {
+                raw.push(char::from_digit(d, 10).unwrap_or('0'));
                 digits += 1;
                 j += 1;
                 end = j;
-            } else if (c == ' ' || c == '-') && digits > 0 {
+            } else if (c == ' ' || c == '-' || (spoken && matches!(c, '，' | ',' | '、')))
+                && (digits > 0 || spoken)
+            {
                 j += 1;
             } else {
                 break;
@@ -268,7 +284,7 @@ pub fn phones(t: &Text) -> Vec<Found> {
 }
 
 fn numeral(c: char) -> bool {
-    c.is_ascii_digit() || "零〇一二三四五六七八九十兩".contains(c)
+    c.is_ascii_digit() || "零〇一二三四五六七八九十百兩".contains(c)
 }
 
 /// Dates in 民國 or Western form, in digits or Chinese numerals.
@@ -298,7 +314,7 @@ pub fn dates(t: &Text) -> Vec<Found> {
             while k < t.len() && numeral(t.chars[k]) {
                 k += 1;
             }
-            if k == n0 || k - n0 > 4 {
+            if k == n0 || k - n0 > 6 {
                 break;
             }
             parts += 1;
@@ -342,7 +358,7 @@ const SURNAMES2: &[&str] = &[
 const SURNAMES: &str = "陳林黃張李王吳劉蔡楊許鄭謝洪郭邱曾廖賴徐周葉蘇莊呂江何蕭羅高潘簡朱鍾游彭詹胡施沈余盧梁趙顏柯翁魏孫戴范方宋鄧杜傅侯曹薛丁卓阮馬董温温唐藍蔣石古紀姚連馮歐程湯黃田康姜白汪鄒尤巫鐘涂龔嚴韓袁金童陸夏柳邵錢伍倪溫于譚駱熊任甘秦顧毛章史官萬俞雷粟饒張崔凃欒易麥武樊殷齊";
 
 /// Characters that cannot be the third character of a name (they start the next word).
-const AFTER_NAME: &str = "的今身電住生出是要想在先小太和跟與今民手地戶家聯申現已有也都目，。、；：,.;: 　!！?？（(0123456789歲年月日女男妹弟哥姐媽爸老住幫辦打請我他她您你們啦喔啊呀嗎吧呢囉欸耶";
+const AFTER_NAME: &str = "的今身電住生出是要想在先太和跟與今手地戶聯申現已有也都目，。、；：,.;: 　!！?？（(0123456789歲年日女男妹弟哥姐媽爸老住幫辦打請我他她您你們啦喔啊呀嗎吧呢囉欸耶";
 
 /// Words that introduce a name.
 const NAME_CUES: &[&str] = &[
@@ -364,8 +380,39 @@ const NAME_CUES: &[&str] = &[
     "我是",
     "本人是",
     "本人",
+    "本名",
+    "全名",
     "叫",
     "是",
+    ":",
+    "民眾:",
+    "女兒",
+    "兒子",
+    "孫子",
+    "孫女",
+    "先生",
+    "太太",
+    "老公",
+    "老婆",
+    "弟弟",
+    "妹妹",
+    "哥哥",
+    "姊姊",
+    "姐姐",
+    "媳婦",
+    "女婿",
+    "姪子",
+    "姪女",
+    "外甥",
+    "丈夫",
+    "妻子",
+    "配偶",
+    "父親",
+    "母親",
+    "幼兒",
+    "小孩",
+    "孩子",
+    "寶寶",
 ];
 
 fn surname_len(t: &Text, i: usize) -> usize {
@@ -407,6 +454,27 @@ pub fn name_at(t: &Text, i: usize) -> Option<(usize, usize)> {
     } else {
         1
     };
+    // 高雄市, 中山區: a place, not a person.
+    if t.chars
+        .get(i + s + n)
+        .is_some_and(|&c| "市縣區鄉鎮路街里".contains(c))
+        || (n == 2 && "市縣區鄉鎮路街里".contains(given[1]))
+    {
+        return None;
+    }
+    // 冠夫姓: 何林秀枝 (surname + surname + two characters, then a boundary).
+    if s == 1 && n == 2 && SURNAMES.contains(t.chars[i + 1]) {
+        let g2: Vec<char> = t.chars[i + 2..].iter().take(3).copied().collect();
+        let boundary = |c: Option<&char>| c.is_none_or(|&c| !is_cjk(c) || AFTER_NAME.contains(c));
+        if g2.len() >= 2
+            && g2[..2]
+                .iter()
+                .all(|&c| is_cjk(c) && !AFTER_NAME.contains(c))
+            && boundary(g2.get(2))
+        {
+            return Some((i, i + 4));
+        }
+    }
     Some((i, i + s + n))
 }
 
@@ -424,12 +492,25 @@ pub fn names(t: &Text, extra_cues: &[&str]) -> Vec<Found> {
             continue;
         };
         let mut j = i + cue.chars().count();
+        // 申請人（父）：莊凱翔
+        if matches!(t.chars.get(j), Some('(' | '（')) {
+            if let Some(close) =
+                (j + 1..(j + 6).min(t.len())).find(|&k| matches!(t.chars[k], ')' | '）'))
+            {
+                j = close + 1;
+            }
+        }
         while matches!(t.chars.get(j), Some(' ' | ':' | '：' | '「')) {
             j += 1;
         }
         // 我姓王，王小明 / 我姓王叫王小明
         if t.at(j, "姓") {
             j += 1;
+        }
+        // 「我是孫子陳柏翰」: a relation word comes first; the name follows it.
+        if j > i && cues.iter().any(|c| c.chars().count() >= 2 && t.at(j, c)) {
+            i = j;
+            continue;
         }
         if let Some((s, e)) = name_at(t, j) {
             if !out.iter().any(|f| f.start == s) {
@@ -444,6 +525,21 @@ pub fn names(t: &Text, extra_cues: &[&str]) -> Vec<Found> {
             continue;
         }
         i += 1;
+    }
+    // A line that starts with a name and an application: 「吳振宇申請育兒津貼」.
+    for s0 in (0..t.len()).filter(|&i| i == 0 || t.chars[i - 1] == '\n') {
+        if let Some((s, e)) = name_at(t, s0) {
+            if (t.at(e, "申請") || t.at(e, "要申請") || t.at(e, "想申請"))
+                && !out.iter().any(|f| f.start == s)
+            {
+                out.push(Found {
+                    start: s,
+                    end: e,
+                    value: Some(t.slice(s, e)),
+                    problem: None,
+                });
+            }
+        }
     }
     // 「我姓王，王小明」: the full name repeats the surname.
     for p in t.find_all("姓") {
@@ -478,7 +574,7 @@ pub fn names(t: &Text, extra_cues: &[&str]) -> Vec<Found> {
 /// Characters that end an address or a road name when walking back from it.
 fn address_stop(c: char) -> bool {
     !(is_cjk(c) || c.is_ascii_digit() || c == '-')
-        || "在是住址於到從跟和與往近靠為的：:說要想請這那".contains(c)
+        || "在是住址於到從跟與往近靠為的：:說要想請這那寫".contains(c)
 }
 
 /// Street addresses ending in 號 (with floor and 之 parts), walking back to where they start.
@@ -862,7 +958,7 @@ pub fn apply_corrections(t: &Text, found: Vec<Found>) -> Vec<Found> {
     for (k, f) in found.iter().enumerate() {
         let corrected = found.get(k + 1).is_some_and(|next| {
             next.start >= f.end
-                && next.start - f.end <= 14
+                && next.start - f.end <= 20
                 && t.contains_in(f.end, next.start, CORRECTIONS)
         });
         if !corrected {
@@ -953,5 +1049,15 @@ mod tests {
         let t = Text::new("每月5,000元，一次1萬5千元，信箱 Ab.c@example.com.");
         assert_eq!(values(amounts(&t)), ["5000", "15000"]);
         assert_eq!(values(emails(&t)), ["ab.c@example.com"]);
+    }
+}
+#[cfg(test)]
+mod debug_names {
+    use super::*;
+    #[test]
+    fn dbg() {
+        let t = Text::new("我是她兒子張志明，0937");
+        eprintln!("{:?}", names(&t, &[]));
+        eprintln!("{:?}", name_at(&t, 5));
     }
 }
