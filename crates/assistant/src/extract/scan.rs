@@ -777,7 +777,6 @@ pub fn pole_numbers(t: &Text) -> Vec<Found> {
         let n = e - i;
         let digits = t.slice(i, e);
         let before = t.slice(i.saturating_sub(8), i);
-        let cue_near = POLE_CUES.iter().any(|c| before.contains(c));
         // Cue directly before (allowing a colon, spaces and up to two CJK characters such as 華中).
         let mut k = i;
         while k > 0 && matches!(t.chars[k - 1], ' ' | ':' | '：' | '為' | '是') {
@@ -793,7 +792,8 @@ pub fn pole_numbers(t: &Text) -> Vec<Found> {
             cue_end -= 1;
         }
         let function_word = [
-            "分別", "為", "是", "有", "約", "號", "至", "到", "及", "和", "與", "或",
+            "分別", "為", "是", "有", "約", "號", "至", "到", "及", "和", "與", "或", "丶", "上",
+            "下", "前", "後", "方", "面", "旁",
         ]
         .iter()
         .any(|w| prefix.contains(w));
@@ -828,18 +828,19 @@ pub fn pole_numbers(t: &Text) -> Vec<Found> {
             && ((i > 1 && t.chars[i - 1] == '-' && t.chars[i - 2].is_ascii_digit())
                 || (t.at(e, "-") && t.chars.get(e + 1).is_some_and(|c| c.is_ascii_digit())));
         let followed = t.slice(e, e + 2);
-        let house = followed.starts_with('號') && !followed.starts_with("號路燈") && n < 5
-            || followed.starts_with('巷')
-            || followed.starts_with('弄')
-            || followed.starts_with('樓')
-            || followed.starts_with('公')
-            || followed.starts_with('米')
-            || followed.starts_with('盞')
-            || followed.starts_with('支')
-            || followed.starts_with('根')
-            || followed.starts_with('W')
-            || followed.starts_with('瓦')
-            || followed.starts_with('年');
+        let house =
+            followed.starts_with('號') && !followed.starts_with("號路燈") && !cue_direct && n < 5
+                || followed.starts_with('巷')
+                || followed.starts_with('弄')
+                || followed.starts_with('樓')
+                || followed.starts_with('公')
+                || followed.starts_with('米')
+                || followed.starts_with('盞')
+                || followed.starts_with('支')
+                || followed.starts_with('根')
+                || followed.starts_with('W')
+                || followed.starts_with('瓦')
+                || followed.starts_with('年');
         let accept = !base
             && !case_no
             && !decimal
@@ -848,8 +849,9 @@ pub fn pole_numbers(t: &Text) -> Vec<Found> {
             && !house
             && !dashed
             && ((5..=8).contains(&n)
-                || (n >= 3 && (cue_direct || cue_after_prefix || listed)) && n <= 8);
-        let _ = cue_near;
+                || (n >= 3 && (cue_after_prefix || listed))
+                || (n >= 2 && cue_direct))
+            && n <= 8;
         if accept {
             let (s, value) = if cue_after_prefix && !cue_direct {
                 (
