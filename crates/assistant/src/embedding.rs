@@ -24,6 +24,9 @@ impl retrieval::Embedder for E5 {
     fn embed_query(&self, text: &str) -> Result<Vec<f32>, BoxError> {
         Ok(self.inner.embed(&[text], TextKind::Query)?.remove(0))
     }
+    fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, BoxError> {
+        Ok(self.inner.embed(texts, TextKind::Query)?)
+    }
 }
 
 /// Loads the embedder: from `path` when configured, else the verified asset in the cache.

@@ -28,17 +28,20 @@ pub struct RouterConfig {
     pub dense_mix: f64,
     /// Softmax temperature of the naive-Bayes log-probabilities, per query n-gram.
     pub nb_temperature: f64,
+    /// Softmax temperature of the neighbours' cosine similarities.
+    pub dense_temperature: f64,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
-            answer_weight: 0.08,
+            answer_weight: 0.1,
             duty_weight: 0.5,
             alpha: 0.01,
             knn: 10,
-            dense_mix: 0.5,
-            nb_temperature: 0.25,
+            dense_mix: 0.3,
+            nb_temperature: 0.5,
+            dense_temperature: 0.01,
         }
     }
 }
@@ -76,6 +79,7 @@ pub struct Router {
     vocab: f64,
     dense: Option<Dense>,
     cfg: RouterConfig,
+    source: (Vec<RouteExample>, Vec<(String, String)>),
 }
 
 /// A ranked bureau.
@@ -134,13 +138,12 @@ impl Router {
             Some(embedder) => {
                 let mut vectors = Vec::with_capacity(examples.len());
                 for batch in examples.chunks(32) {
-                    for q in batch {
-                        vectors.push(
-                            embedder
-                                .embed_query(&q.question)
-                                .map_err(|e| anyhow::anyhow!("embedding routing examples: {e}"))?,
-                        );
-                    }
+                    let texts: Vec<&str> = batch.iter().map(|q| q.question.as_str()).collect();
+                    vectors.extend(
+                        embedder
+                            .embed_queries(&texts)
+                            .map_err(|e| anyhow::anyhow!("embedding routing examples: {e}"))?,
+                    );
                 }
                 Some(Dense { embedder, vectors })
             }
@@ -155,7 +158,18 @@ impl Router {
             vocab: vocab.len() as f64,
             dense,
             cfg,
+            source: (examples.to_vec(), duties.to_vec()),
         })
+    }
+
+    /// The same router with other settings, reusing the embeddings (for tuning sweeps).
+    pub fn with_config(&self, cfg: RouterConfig) -> anyhow::Result<Router> {
+        let mut r = Router::train(&self.source.0, &self.source.1, None, cfg)?;
+        r.dense = self.dense.as_ref().map(|d| Dense {
+            embedder: d.embedder.clone(),
+            vectors: d.vectors.clone(),
+        });
+        Ok(r)
     }
 
     pub fn labels(&self) -> &[String] {
@@ -230,7 +244,7 @@ impl Router {
             sims.sort_by(|a, b| b.0.total_cmp(&a.0));
             let mut votes = vec![0f64; n];
             for (s, c) in sims.iter().take(self.cfg.knn) {
-                votes[*c] += ((*s as f64 - 1.0) / 0.02).exp();
+                votes[*c] += ((*s as f64 - 1.0) / self.cfg.dense_temperature).exp();
             }
             let sum: f64 = votes.iter().sum();
             if sum > 0.0 {

@@ -36,6 +36,10 @@ pub struct RouteArgs {
     /// Print each misrouted case.
     #[arg(long)]
     pub errors: bool,
+    /// Also sweep the router's settings (leave-one-out accuracy per setting): how the defaults
+    /// were chosen (dev split only).
+    #[arg(long)]
+    pub sweep: bool,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +130,42 @@ pub async fn run(settings: &Settings, a: &RouteArgs) -> anyhow::Result<Value> {
         duties.len(),
         t0.elapsed().as_secs_f64()
     );
+    if a.sweep && a.cases == "faq-questions" {
+        let mut best = (0.0, RouterConfig::default());
+        for answer_weight in [0.05, 0.1] {
+            for nb_temperature in [0.1, 0.25, 0.5] {
+                for dense_mix in [0.3, 0.5, 0.7] {
+                    for knn in [5, 10, 20] {
+                        for dense_temperature in [0.01, 0.02, 0.05] {
+                            let cfg = RouterConfig {
+                                answer_weight,
+                                nb_temperature,
+                                dense_mix,
+                                knn,
+                                dense_temperature,
+                                ..RouterConfig::default()
+                            };
+                            let r = router.with_config(cfg)?;
+                            let ok = train
+                                .iter()
+                                .enumerate()
+                                .filter(|(i, (_, e))| {
+                                    r.route_held_out(*i, &e.question).first().map(|x| &x.bureau)
+                                        == Some(&e.label)
+                                })
+                                .count();
+                            let acc = ok as f64 / train.len() as f64;
+                            if acc > best.0 {
+                                best = (acc, cfg);
+                            }
+                            eprintln!("sweep answer_weight={answer_weight} nb_t={nb_temperature} mix={dense_mix} knn={knn} dense_t={dense_temperature}: {acc:.4}");
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("best {:.4}: {:?}", best.0, best.1);
+    }
     // (id, gold, predicted)
     let mut results: Vec<(String, String, String)> = Vec::new();
     if a.cases == "faq-questions" {

@@ -29,6 +29,10 @@ pub trait Embedder: Send + Sync {
     fn dim(&self) -> usize;
     fn embed_passages(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, BoxError>;
     fn embed_query(&self, text: &str) -> std::result::Result<Vec<f32>, BoxError>;
+    /// Several queries at once (batched where the model allows).
+    fn embed_queries(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, BoxError> {
+        texts.iter().map(|t| self.embed_query(t)).collect()
+    }
 }
 
 /// A scored chunk from one retriever.
