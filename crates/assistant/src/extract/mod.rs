@@ -67,6 +67,10 @@ pub struct Extraction {
     /// For case reports: the responsible bureau of the category.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bureau: Option<String>,
+    /// For case reports: the runner-up categories with their scores, for the agent to pick
+    /// from when the first is wrong.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<(String, f32)>,
 }
 
 impl Extraction {
@@ -166,6 +170,7 @@ impl Extractor {
             problems: Vec::new(),
             follow_ups: Vec::new(),
             bureau: None,
+            alternatives: Vec::new(),
         };
         let roles = role_mentions(&t, form);
         let role_cues: Vec<&str> = form
@@ -282,27 +287,34 @@ impl Extractor {
                         )
                     })
                 }
-                FieldKind::Category => self.classifier.classify(text).first().map(|c| {
-                    out.bureau = self.taxonomy.category(&c.name).map(|c| c.bureau.clone());
-                    (
-                        c.name.clone().into(),
-                        c.evidence.map(|(s, e)| Found {
-                            start: s,
-                            end: e,
-                            value: None,
-                            problem: None,
-                        }),
-                    )
-                }),
+                FieldKind::Category => {
+                    let ranked = self.classifier.classify(text);
+                    out.alternatives = ranked
+                        .iter()
+                        .take(4)
+                        .map(|c| (c.name.clone(), c.score))
+                        .collect();
+                    ranked.first().map(|c| {
+                        out.bureau = self.taxonomy.category(&c.name).map(|c| c.bureau.clone());
+                        (
+                            c.name.clone().into(),
+                            c.evidence.map(|(s, e)| Found {
+                                start: s,
+                                end: e,
+                                value: None,
+                                problem: None,
+                            }),
+                        )
+                    })
+                }
                 FieldKind::Bool => {
-                    let categories = form.fields.iter().any(|f| f.kind == FieldKind::Category);
-                    hazard(
-                        &t,
-                        field,
-                        categories.then_some(&*self.taxonomy),
-                        out.fields.get("fault"),
-                    )
-                    .map(|f| (true.into(), Some(f)))
+                    let category = out
+                        .fields
+                        .get("category")
+                        .and_then(|v| v.value.as_str())
+                        .and_then(|name| self.taxonomy.category(name));
+                    hazard(&t, field, category, out.fields.get("fault"))
+                        .map(|f| (true.into(), Some(f)))
                 }
                 _ => None,
             };
@@ -583,7 +595,7 @@ fn small_number(s: &str) -> Option<i64> {
 fn hazard(
     t: &Text,
     field: &FieldSpec,
-    taxonomy: Option<&Taxonomy>,
+    category: Option<&knowledge::Category>,
     fault: Option<&FieldValue>,
 ) -> Option<Found> {
     if fault.and_then(|f| f.value.as_str()) == Some("電線外露") {
@@ -602,10 +614,7 @@ fn hazard(
         .flatten()
         .map(String::as_str)
         .collect();
-    for c in taxonomy
-        .map(|t| t.categories.as_slice())
-        .unwrap_or_default()
-    {
+    if let Some(c) = category {
         words.extend(c.hazard_keywords.iter().map(String::as_str));
     }
     words.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
@@ -622,6 +631,7 @@ fn hazard(
                 "沒什麼",
                 "不算",
                 "不是",
+                "不",
             ]
             .iter()
             .any(|n| t.ends_at(i, n));
