@@ -417,3 +417,65 @@ fn sampling_with_a_seed_is_reproducible_and_the_seed_matters() {
         "other seeds sample differently"
     );
 }
+
+#[test]
+fn constrained_decoding_makes_even_a_random_model_emit_schema_valid_json() {
+    use models::llm::{JsonObjectGrammar, ValueSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let llm = load(dir.path(), "qwen2", DecoderOptions::default());
+    let fields = vec![
+        ("name".to_string(), ValueSpec::String { max_bytes: 9 }),
+        ("order".to_string(), ValueSpec::Integer { max_digits: 2 }),
+        (
+            "status".to_string(),
+            ValueSpec::Enum(vec!["一般".into(), "低收入戶".into(), "中低收入戶".into()]),
+        ),
+        ("hazard".to_string(), ValueSpec::Bool),
+    ];
+    for seed in [1u64, 2, 3] {
+        let params = GenerationParams {
+            max_tokens: 120,
+            temperature: 1.0,
+            seed,
+            repeat_penalty: 1.0,
+            ..GenerationParams::default()
+        };
+        let messages = [ChatMessage::user("填表")];
+        let (text, stats) = llm
+            .chat_constrained(
+                &messages,
+                &params,
+                Box::new(JsonObjectGrammar::new(&fields)),
+            )
+            .unwrap();
+        assert_eq!(stats.finish, FinishReason::Stop, "seed {seed}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("seed {seed}: not JSON ({e}): {text}"));
+        let obj = v.as_object().unwrap();
+        assert_eq!(obj.len(), 4, "{text}");
+        assert!(obj["name"].is_null() || obj["name"].as_str().is_some_and(|s| s.len() <= 9));
+        assert!(obj["order"].is_null() || obj["order"].as_u64().is_some_and(|n| n < 100));
+        assert!(
+            obj["status"].is_null()
+                || ["一般", "低收入戶", "中低收入戶"]
+                    .contains(&obj["status"].as_str().unwrap_or("x"))
+        );
+        assert!(obj["hazard"].is_null() || obj["hazard"].is_boolean());
+    }
+    // The remote backend says it cannot do this, instead of returning unconstrained text.
+    let remote = RemoteLlm::new(RemoteConfig {
+        base_url: "http://127.0.0.1:9/v1".into(),
+        model: "m".into(),
+        api_key: None,
+        timeout_s: 1,
+    })
+    .unwrap();
+    let err = remote
+        .chat_constrained(
+            &[ChatMessage::user("x")],
+            &GenerationParams::default(),
+            Box::new(JsonObjectGrammar::new(&fields)),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("schema-constrained"), "{err}");
+}
