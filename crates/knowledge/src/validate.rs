@@ -123,23 +123,23 @@ fn number(text: &str) -> Option<u32> {
         // Digit by digit: 一一四 → 114.
         return text
             .chars()
-            .try_fold(0u32, |acc, c| Some(acc * 10 + digit(c)?));
+            .try_fold(0u32, |acc, c| acc.checked_mul(10)?.checked_add(digit(c)?));
     }
     let (mut total, mut current) = (0u32, 0u32);
     for c in text.chars() {
         match c {
             '百' => {
-                total += current.max(1) * 100;
+                total = total.checked_add(current.max(1) * 100)?;
                 current = 0;
             }
             '十' => {
-                total += current.max(1) * 10;
+                total = total.checked_add(current.max(1) * 10)?;
                 current = 0;
             }
             _ => current = digit(c)?,
         }
     }
-    Some(total + current)
+    total.checked_add(current)
 }
 
 fn days_in_month(year: u32, month: u32) -> u32 {
@@ -299,5 +299,75 @@ mod tests {
         assert_eq!(phone_digits("12345678"), None);
         assert_eq!(phone_digits("0912-abc-678"), None);
         assert_eq!(phone_digits("0112345678"), None);
+    }
+}
+
+/// Property tests (fuzzing): any input is handled without a panic, valid numbers always pass,
+/// and a changed check digit always fails. `PROPTEST_CASES=100000` for a long run.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LETTERS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+    fn with_check_digit(letter: char, body: &[u32]) -> String {
+        let code = letter_code(letter).unwrap();
+        let weights = [8, 7, 6, 5, 4, 3, 2, 1];
+        let mut sum = code / 10 + (code % 10) * 9;
+        for (d, w) in body.iter().zip(weights) {
+            sum += d * w;
+        }
+        let check = (10 - sum % 10) % 10;
+        format!(
+            "{letter}{}{check}",
+            body.iter().map(|d| d.to_string()).collect::<String>()
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn validators_never_panic_on_any_text(s in "\\PC{0,40}") {
+            let _ = taiwan_id(&s);
+            let _ = date_iso(&s);
+            let _ = phone_digits(&s);
+        }
+
+        #[test]
+        fn validators_never_panic_on_digit_soup(s in "[0-9０-９零一二三四五六七八九十百兩么洞拐年月日號/.\\- 民國A-Za-z()]{0,30}") {
+            let _ = taiwan_id(&s);
+            if let Some(d) = date_iso(&s) {
+                prop_assert_eq!(d.len(), 10);
+                prop_assert_eq!(date_iso(&d), Some(d.clone()));
+            }
+            if let Some(p) = phone_digits(&s) {
+                prop_assert!(p.chars().all(|c| c.is_ascii_digit()));
+            }
+        }
+
+        #[test]
+        fn every_valid_id_passes_and_any_other_check_digit_fails(
+            l in 0usize..26,
+            sex in 1u32..=2,
+            rest in proptest::collection::vec(0u32..10, 7),
+            bump in 1u32..10,
+        ) {
+            let letter = LETTERS.chars().nth(l).unwrap();
+            let mut body = vec![sex];
+            body.extend(rest);
+            let id = with_check_digit(letter, &body);
+            prop_assert_eq!(taiwan_id(&id).map(|x| x.0), Ok(id.clone()));
+            prop_assert_eq!(taiwan_id(&id.to_lowercase()).map(|x| x.0), Ok(id.clone()));
+            let last = id.chars().last().unwrap().to_digit(10).unwrap();
+            let wrong = format!("{}{}", &id[..9], (last + bump) % 10);
+            prop_assert_eq!(taiwan_id(&wrong), Err(IdError::Checksum));
+        }
+
+        #[test]
+        fn roc_dates_round_trip(y in 1u32..=150, m in 1u32..=12, d in 1u32..=28) {
+            let iso = format!("{:04}-{m:02}-{d:02}", y + 1911);
+            prop_assert_eq!(date_iso(&format!("民國{y}年{m}月{d}日")), Some(iso.clone()));
+            prop_assert_eq!(date_iso(&format!("{y}/{m}/{d}")), Some(iso));
+        }
     }
 }

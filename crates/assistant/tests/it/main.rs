@@ -1,3 +1,5 @@
 mod answers;
 mod ask;
+mod extract;
+mod fuzz;
 mod ingest;
