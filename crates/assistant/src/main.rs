@@ -111,6 +111,14 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+    /// Which bureau handles a question or complaint (learned from the bundled guides and the
+    /// 1999 taxonomy).
+    Route {
+        text: String,
+        /// Add e5 nearest-neighbour votes to the lexical model.
+        #[arg(long)]
+        dense: bool,
+    },
     /// Set everything up, ingest the bundled corpus, and start an interactive chat.
     Start,
 }
@@ -143,6 +151,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => doctor(&settings, &index_dir).await,
+        Command::Route { text, dense } => {
+            let loaded = knowledge::load_path(&settings.paths.corpus, &knowledge::LoadOptions::default())?;
+            let docs: Vec<knowledge::Document> = loaded.documents.into_iter().map(|d| d.document).collect();
+            let taxonomy = knowledge::Taxonomy::load(&settings.paths.cases)?;
+            let examples = assistant::route::examples_from_knowledge(&docs, &taxonomy);
+            let embedder = if dense {
+                Some(assistant::embedding::load_embedder(
+                    &settings.cache_root(),
+                    settings.embedder.path.as_deref(),
+                    settings.embedder.model_config(),
+                )?)
+            } else {
+                None
+            };
+            let router = assistant::route::Router::train(&examples, &[], embedder, Default::default())?;
+            for r in router.route(&text)?.iter().take(3) {
+                println!("{:<24} {:.2}", r.bureau, r.probability);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Extract {
             schema,
             text,

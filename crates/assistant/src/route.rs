@@ -265,6 +265,47 @@ impl Router {
     }
 }
 
+/// Routing examples from the city's own knowledge: every guide (title and aliases, with its
+/// summary) and each of its FAQ questions under the guide's bureau, and every 1999 category's
+/// examples under the category's bureau.
+pub fn examples_from_knowledge(docs: &[knowledge::Document], taxonomy: &knowledge::Taxonomy) -> Vec<RouteExample> {
+    let mut out = Vec::new();
+    for d in docs {
+        let Some(bureau) = d.bureau.clone() else { continue };
+        let summary = d
+            .sections
+            .iter()
+            .find(|s| s.kind == knowledge::SectionKind::Overview)
+            .map(|s| s.text.clone())
+            .unwrap_or_default();
+        out.push(RouteExample {
+            question: std::iter::once(d.title.as_str())
+                .chain(d.aliases.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" "),
+            answer: summary,
+            label: bureau.clone(),
+        });
+        for s in d.sections.iter().filter(|s| s.kind == knowledge::SectionKind::Faq) {
+            out.push(RouteExample {
+                question: s.heading.clone(),
+                answer: s.text.clone(),
+                label: bureau.clone(),
+            });
+        }
+    }
+    for c in &taxonomy.categories {
+        for e in &c.examples {
+            out.push(RouteExample {
+                question: e.clone(),
+                answer: c.description.clone(),
+                label: c.bureau.clone(),
+            });
+        }
+    }
+    out
+}
+
 fn softmax(logp: &[f64], temperature: f64) -> Vec<f64> {
     let max = logp.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let e: Vec<f64> = logp
