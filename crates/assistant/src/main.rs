@@ -152,8 +152,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Doctor => doctor(&settings, &index_dir).await,
         Command::Route { text, dense } => {
-            let loaded = knowledge::load_path(&settings.paths.corpus, &knowledge::LoadOptions::default())?;
-            let docs: Vec<knowledge::Document> = loaded.documents.into_iter().map(|d| d.document).collect();
+            let loaded =
+                knowledge::load_path(&settings.paths.corpus, &knowledge::LoadOptions::default())?;
+            let docs: Vec<knowledge::Document> =
+                loaded.documents.into_iter().map(|d| d.document).collect();
             let taxonomy = knowledge::Taxonomy::load(&settings.paths.cases)?;
             let examples = assistant::route::examples_from_knowledge(&docs, &taxonomy);
             let embedder = if dense {
@@ -165,7 +167,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 None
             };
-            let router = assistant::route::Router::train(&examples, &[], embedder, Default::default())?;
+            let router =
+                assistant::route::Router::train(&examples, &[], embedder, Default::default())?;
             for r in router.route(&text)?.iter().take(3) {
                 println!("{:<24} {:.2}", r.bureau, r.probability);
             }

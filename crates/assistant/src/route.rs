@@ -204,7 +204,7 @@ impl Router {
             None => (None, None),
         };
         let mut logp = vec![f64::NEG_INFINITY; n];
-        for c in 0..n {
+        for (c, lp) in logp.iter_mut().enumerate() {
             let own = ex_class == Some(c);
             let docs = self.class_docs[c] - if own { 1.0 } else { 0.0 };
             if docs <= 0.0 {
@@ -223,7 +223,7 @@ impl Router {
                 }
                 s += *k as f64 * ((cnt.max(0.0) + self.cfg.alpha).ln() - denom);
             }
-            logp[c] = s;
+            *lp = s;
         }
         let temp = self.cfg.nb_temperature * (qn.max(1.0) as f64);
         let p_nb = softmax(&logp, temp);
@@ -268,10 +268,15 @@ impl Router {
 /// Routing examples from the city's own knowledge: every guide (title and aliases, with its
 /// summary) and each of its FAQ questions under the guide's bureau, and every 1999 category's
 /// examples under the category's bureau.
-pub fn examples_from_knowledge(docs: &[knowledge::Document], taxonomy: &knowledge::Taxonomy) -> Vec<RouteExample> {
+pub fn examples_from_knowledge(
+    docs: &[knowledge::Document],
+    taxonomy: &knowledge::Taxonomy,
+) -> Vec<RouteExample> {
     let mut out = Vec::new();
     for d in docs {
-        let Some(bureau) = d.bureau.clone() else { continue };
+        let Some(bureau) = d.bureau.clone() else {
+            continue;
+        };
         let summary = d
             .sections
             .iter()
@@ -286,7 +291,11 @@ pub fn examples_from_knowledge(docs: &[knowledge::Document], taxonomy: &knowledg
             answer: summary,
             label: bureau.clone(),
         });
-        for s in d.sections.iter().filter(|s| s.kind == knowledge::SectionKind::Faq) {
+        for s in d
+            .sections
+            .iter()
+            .filter(|s| s.kind == knowledge::SectionKind::Faq)
+        {
             out.push(RouteExample {
                 question: s.heading.clone(),
                 answer: s.text.clone(),

@@ -38,14 +38,9 @@ impl Text {
 
     /// Whether `word` occurs at `pos`.
     pub fn at(&self, pos: usize, word: &str) -> bool {
-        let mut i = pos;
-        for c in word.chars() {
-            if self.chars.get(i) != Some(&c) {
-                return false;
-            }
-            i += 1;
-        }
-        true
+        (pos..)
+            .zip(word.chars())
+            .all(|(i, c)| self.chars.get(i) == Some(&c))
     }
 
     /// Whether `word` ends right before `pos`.
