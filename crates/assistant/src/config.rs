@@ -33,6 +33,8 @@ pub struct Paths {
     pub forms: PathBuf,
     /// The 1999 case taxonomy and the city's gazetteer.
     pub cases: PathBuf,
+    /// Benefit eligibility rules.
+    pub benefits: PathBuf,
 }
 
 impl Default for Paths {
@@ -44,6 +46,7 @@ impl Default for Paths {
             walkthroughs: PathBuf::from("corpus/walkthroughs"),
             forms: PathBuf::from("corpus/forms"),
             cases: PathBuf::from("corpus/cases"),
+            benefits: PathBuf::from("corpus/benefits"),
         }
     }
 }

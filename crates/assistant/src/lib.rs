@@ -6,11 +6,13 @@
 pub mod answer;
 pub mod chat;
 pub mod config;
+pub mod eligibility;
 pub mod embedding;
 pub mod extract;
 pub mod grounding;
 pub mod kb;
 pub mod llm;
+pub mod mydata;
 pub mod route;
 pub mod telemetry;
 pub mod walkthrough;

@@ -2,6 +2,7 @@
 //! Markdown guides, the Kaohsiung FAQ JSON, the Keelung pages JSON), section-aware chunking and
 //! content hashing. Depends on no other crate of the workspace.
 
+pub mod benefits;
 pub mod chunk;
 pub mod document;
 pub mod error;

@@ -1,5 +1,6 @@
 mod answers;
 mod ask;
+mod eligibility;
 mod extract;
 mod fuzz;
 mod ingest;
