@@ -203,6 +203,9 @@ fn evaluate(c: &Condition, facts: &Facts) -> (Outcome, Vec<String>) {
     }
 }
 
+/// A condition with its outcome and the facts it missed.
+type Evaluated<'a> = (&'a Condition, Outcome, Vec<String>);
+
 /// Assesses one benefit on date `on` (ISO).
 pub fn assess(book: &Rulebook, b: &Benefit, facts: &Facts, on: &str) -> Assessment {
     let label = |f: &str| book.facts.get(f).cloned().unwrap_or_else(|| f.to_string());
@@ -211,7 +214,7 @@ pub fn assess(book: &Rulebook, b: &Benefit, facts: &Facts, on: &str) -> Assessme
     let mut any_fail = false;
     let mut any_unknown = false;
     // Ungrouped conditions one by one; grouped ones as alternatives.
-    let mut groups: BTreeMap<&str, Vec<(&Condition, Outcome, Vec<String>)>> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, Vec<Evaluated>> = BTreeMap::new();
     for c in &b.conditions {
         let (outcome, miss) = evaluate(c, facts);
         match &c.group {
