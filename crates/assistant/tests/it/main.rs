@@ -4,3 +4,4 @@ mod eligibility;
 mod extract;
 mod fuzz;
 mod ingest;
+mod mydata;

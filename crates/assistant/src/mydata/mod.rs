@@ -85,3 +85,6 @@ pub fn load_residents(path: &Path) -> anyhow::Result<Vec<SyntheticResident>> {
     }
     Ok(file.resident)
 }
+
+pub mod client;
+pub mod log;
