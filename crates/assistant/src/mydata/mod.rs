@@ -88,3 +88,4 @@ pub fn load_residents(path: &Path) -> anyhow::Result<Vec<SyntheticResident>> {
 
 pub mod client;
 pub mod log;
+pub mod service;

@@ -417,3 +417,69 @@ fn an_address_off_the_allow_list_and_an_expired_file_are_refused() {
         "{e:?}"
     );
 }
+
+#[test]
+fn the_prefill_service_records_consent_and_transfer_and_purges_on_submit() {
+    use assistant::mydata::service::{DraftStatus, DraftStore, PrefillService};
+    let (base, _sb) = sandbox(|_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let svc = PrefillService {
+        client: client(&base),
+        log: TransferLog::open(&dir.path().join("log.jsonl"), b"k").unwrap(),
+        drafts: DraftStore::open(&dir.path().join("drafts")).unwrap(),
+    };
+    let cc = form("childcare_allowance");
+    let now = 1_764_000_000;
+
+    let (screen, url) = svc.begin(&cc, "tx-svc", "http://127.0.0.1/cb").unwrap();
+    assert!(screen
+        .datasets
+        .iter()
+        .any(|(d, fields)| d == "低收及中低收列冊資料" && fields == &["家庭經濟身分"]));
+    let cb = browser(&url, "A223451044", "123456", true).unwrap();
+    let draft = svc.complete(&cc, "A223451044", &cb, now, "d-1").unwrap();
+    assert_eq!(draft.values["household_status"].value, "低收入戶");
+    assert_eq!(draft.values["household_status"].source, "mydata");
+    assert_eq!(draft.status, DraftStatus::Open);
+
+    // The resident corrects the phone (not from MyData) and submits.
+    svc.drafts
+        .correct("d-1", "applicant.phone", "0912345678".into())
+        .unwrap();
+    let sent = svc.drafts.submit("d-1").unwrap().unwrap();
+    assert_eq!(sent.values["applicant.phone"].source, "resident");
+    assert_eq!(sent.values["child.birth_date"].value, "2026-03-10");
+    let stored = svc.drafts.get("d-1").unwrap().unwrap();
+    assert_eq!(stored.status, DraftStatus::Submitted);
+    assert!(stored.values.is_empty(), "values kept after submission");
+
+    // Consent and transfer were both recorded for this resident only.
+    let rows = svc.log.for_subject("A223451044").unwrap();
+    let kinds: Vec<(&str, bool)> = rows.iter().map(|r| (r.kind.as_str(), r.success)).collect();
+    assert_eq!(kinds, [("consent", true), ("transfer", true)]);
+
+    // Refused consent: logged as such, no draft.
+    let (_, url) = svc.begin(&cc, "tx-svc-2", "http://127.0.0.1/cb").unwrap();
+    let cb = browser(&url, "A123451006", "123456", false).unwrap();
+    assert!(svc.complete(&cc, "A123451006", &cb, now, "d-2").is_err());
+    assert!(svc.drafts.get("d-2").unwrap().is_none());
+    let rows = svc.log.for_subject("A123451006").unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(!rows[0].success && rows[0].kind == "consent");
+
+    // An abandoned-in-place draft: after its window, MyData values go, corrections stay.
+    let (_, url) = svc.begin(&cc, "tx-svc-3", "http://127.0.0.1/cb").unwrap();
+    let cb = browser(&url, "A123451006", "123456", true).unwrap();
+    let d = svc.complete(&cc, "A123451006", &cb, now, "d-3").unwrap();
+    svc.drafts
+        .correct("d-3", "applicant.phone", "0922333444".into())
+        .unwrap();
+    assert_eq!(svc.drafts.purge_expired(d.expires - 1).unwrap(), 0);
+    assert_eq!(svc.drafts.purge_expired(d.expires).unwrap(), 1);
+    let left = svc.drafts.get("d-3").unwrap().unwrap();
+    assert_eq!(left.status, DraftStatus::Expired);
+    assert_eq!(left.values.keys().collect::<Vec<_>>(), ["applicant.phone"]);
+    // Abandoning deletes everything.
+    let gone = svc.drafts.abandon("d-3").unwrap().unwrap();
+    assert!(gone.values.is_empty() && gone.status == DraftStatus::Abandoned);
+}
