@@ -158,6 +158,15 @@ impl DraftStore {
     }
 }
 
+/// What a log row is about.
+struct Ctx<'a> {
+    form: &'a str,
+    tx: &'a str,
+    datasets: &'a [String],
+    subject: &'a str,
+    now: u64,
+}
+
 /// The flow's parts.
 pub struct PrefillService {
     pub client: MyDataClient,
@@ -178,28 +187,19 @@ impl PrefillService {
         Ok((screen, url))
     }
 
-    fn record(
-        &self,
-        kind: &str,
-        form: &FormSchema,
-        tx: &str,
-        datasets: &[String],
-        subject: &str,
-        now: u64,
-        result: Result<(), String>,
-    ) {
+    fn record(&self, kind: &str, ctx: &Ctx<'_>, result: Result<(), String>) {
         let row = TransferRecord {
-            time: now,
+            time: ctx.now,
             kind: kind.into(),
             counterpart: "MyData 平臺".into(),
             subject: String::new(),
-            form: form.name.clone(),
-            tx_id: tx.into(),
-            datasets: datasets.to_vec(),
+            form: ctx.form.to_string(),
+            tx_id: ctx.tx.to_string(),
+            datasets: ctx.datasets.to_vec(),
             success: result.is_ok(),
             reason: result.err(),
         };
-        if let Err(e) = self.log.append(row, subject) {
+        if let Err(e) = self.log.append(row, ctx.subject) {
             tracing::error!(error = %e, "writing the transfer log failed");
         }
     }
@@ -245,11 +245,7 @@ impl PrefillService {
         );
         self.record(
             "transfer",
-            form,
-            &tx,
-            &datasets,
-            subject_id,
-            now,
+            &ctx,
             fetched.as_ref().map(|_| ()).map_err(|e| format!("{e:?}")),
         );
         let records = fetched?;
