@@ -226,15 +226,14 @@ impl PrefillService {
                 callback.get("code").cloned().unwrap_or_default()
             )),
         };
-        self.record(
-            "consent",
-            form,
-            &tx,
-            &datasets,
-            subject_id,
+        let ctx = Ctx {
+            form: &form.name,
+            tx: &tx,
+            datasets: &datasets,
+            subject: subject_id,
             now,
-            consent.clone(),
-        );
+        };
+        self.record("consent", &ctx, consent.clone());
         if consent.is_err() {
             return Err(MyDataError::Refused("民眾未同意傳送資料".into()));
         }
