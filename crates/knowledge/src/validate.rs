@@ -371,3 +371,69 @@ mod fuzz {
         }
     }
 }
+
+/// An address in the household-registration style: half width, 臺 for 台, the section in
+/// Chinese numerals (4段 → 四段) and lane, alley, number, floor and 鄰 in Arabic numerals
+/// (一百巷 → 100巷). Wording is otherwise kept.
+pub fn address(text: &str) -> String {
+    const CN: [char; 10] = ['零', '一', '二', '三', '四', '五', '六', '七', '八', '九'];
+    let chars: Vec<char> = width(text)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| if c == '台' { '臺' } else { c })
+        .collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        while i < chars.len()
+            && (chars[i].is_ascii_digit() || "零〇一二三四五六七八九十百".contains(chars[i]))
+        {
+            i += 1;
+        }
+        if i == start {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let run: String = chars[start..i].iter().collect();
+        let value = number(&run);
+        match (chars.get(i), value) {
+            (Some('段'), Some(n)) if (1..=19).contains(&n) => {
+                if n >= 10 {
+                    out.push('十');
+                    if n > 10 {
+                        out.push(CN[(n - 10) as usize]);
+                    }
+                } else {
+                    out.push(CN[n as usize]);
+                }
+            }
+            (Some('巷' | '弄' | '號' | '樓' | '鄰' | 'F'), Some(n)) => {
+                out.push_str(&n.to_string())
+            }
+            _ => out.push_str(&run),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::address;
+
+    #[test]
+    fn addresses_take_the_registration_style() {
+        assert_eq!(
+            address("台北市大安區信義路4段１００巷二號三樓"),
+            "臺北市大安區信義路四段100巷2號3樓"
+        );
+        assert_eq!(
+            address("臺北市中山區民生東路十二段5號"),
+            "臺北市中山區民生東路十二段5號"
+        );
+        assert_eq!(address("長安里008鄰光明路129號"), "長安里8鄰光明路129號");
+        // A run that is not an address number stays as written.
+        assert_eq!(address("八德路"), "八德路");
+    }
+}

@@ -222,7 +222,9 @@ impl Extractor {
                             }
                             continue;
                         }
-                        let value = if kind == FieldKind::Amount {
+                        let value = if kind == FieldKind::Address {
+                            serde_json::Value::String(knowledge::validate::address(v))
+                        } else if kind == FieldKind::Amount {
                             v.parse::<u64>()
                                 .map(serde_json::Value::from)
                                 .unwrap_or_default()
