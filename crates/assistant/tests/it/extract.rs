@@ -38,7 +38,7 @@ fn a_senior_card_request_is_split_between_applicant_and_elder() {
     assert_eq!(value(&x, "relationship"), "子女");
     assert_eq!(
         value(&x, "elder.address"),
-        "臺北市大安區信義路4段100巷2號3樓"
+        "臺北市大安區信義路四段100巷2號3樓"
     );
     // Every value points at the text it came from.
     let chars: Vec<char> = text.chars().collect();
