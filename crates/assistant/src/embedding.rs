@@ -47,3 +47,14 @@ pub fn load_embedder(
     let inner = E5Embedder::load(&path, id, config)?;
     Ok(Arc::new(E5 { inner }))
 }
+
+/// The embedder the settings configure (`[embedder] path`, else the cached asset).
+pub fn configured(
+    settings: &crate::config::Settings,
+) -> anyhow::Result<Arc<dyn retrieval::Embedder>> {
+    load_embedder(
+        &settings.cache_root(),
+        settings.embedder.path.as_deref(),
+        settings.embedder.model_config(),
+    )
+}

@@ -9,15 +9,10 @@ use knowledge::{load_path, LoadOptions, LoadProblem};
 use retrieval::{IngestReport, Retriever};
 
 use crate::config::Settings;
-use crate::embedding::load_embedder;
 
 /// Opens the retriever over `index_dir` (or in memory when `None`).
 pub async fn open(settings: &Settings, index_dir: Option<&Path>) -> anyhow::Result<Retriever> {
-    let embedder = load_embedder(
-        &settings.cache_root(),
-        settings.embedder.path.as_deref(),
-        settings.embedder.model_config(),
-    )?;
+    let embedder = crate::embedding::configured(settings)?;
     let r = Retriever::open(index_dir, embedder, settings.retrieval.clone())
         .await
         .with_context(|| match index_dir {

@@ -169,11 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let taxonomy = knowledge::Taxonomy::load(&settings.paths.cases)?;
             let examples = assistant::route::examples_from_knowledge(&docs, &taxonomy);
             let embedder = if dense {
-                Some(assistant::embedding::load_embedder(
-                    &settings.cache_root(),
-                    settings.embedder.path.as_deref(),
-                    settings.embedder.model_config(),
-                )?)
+                Some(assistant::embedding::configured(&settings)?)
             } else {
                 None
             };
@@ -593,12 +589,7 @@ fn extract_cmd(
         .iter()
         .any(|f| f.kind == knowledge::FieldKind::Category);
     if needs_category && !no_models {
-        let e = assistant::embedding::load_embedder(
-            &settings.cache_root(),
-            settings.embedder.path.as_deref(),
-            settings.embedder.model_config(),
-        )?;
-        extractor = extractor.with_embedder(e)?;
+        extractor = extractor.with_embedder(assistant::embedding::configured(settings)?)?;
     }
     if llm {
         match settings.llm.load(&settings.cache_root())? {

@@ -230,12 +230,7 @@ pub async fn run(settings: &Settings, a: &ExtractArgs) -> anyhow::Result<Value> 
             .iter()
             .any(|f| f.kind == knowledge::FieldKind::Category)
     {
-        let e = assistant::embedding::load_embedder(
-            &settings.cache_root(),
-            settings.embedder.path.as_deref(),
-            settings.embedder.model_config(),
-        )?;
-        extractor = extractor.with_embedder(e)?;
+        extractor = extractor.with_embedder(assistant::embedding::configured(settings)?)?;
     }
     if a.llm == "on" {
         let llm = settings

@@ -112,11 +112,7 @@ pub async fn run(settings: &Settings, a: &RouteArgs) -> anyhow::Result<Value> {
         }
     }
     let embedder = if a.dense == "on" {
-        Some(assistant::embedding::load_embedder(
-            &settings.cache_root(),
-            settings.embedder.path.as_deref(),
-            settings.embedder.model_config(),
-        )?)
+        Some(assistant::embedding::configured(settings)?)
     } else {
         None
     };

@@ -441,6 +441,11 @@ fn negated(t: &Text, pos: usize) -> bool {
         .any(|n| t.ends_at(pos, n))
 }
 
+/// A synonym that is itself a denial (「沒有低收」, 「不是中低收」).
+fn is_denial(word: &str) -> bool {
+    word.starts_with('沒') || word.starts_with('不') || word.starts_with('非')
+}
+
 /// An enum option named in the text, through its synonyms (longest match at each position).
 fn enum_value(t: &Text, field: &FieldSpec) -> Option<(String, Found)> {
     let mut words: Vec<(&str, &str)> = Vec::new();
@@ -457,9 +462,7 @@ fn enum_value(t: &Text, field: &FieldSpec) -> Option<(String, Found)> {
         match words.iter().find(|(w, _)| t.at(i, w)) {
             Some((w, o)) => {
                 let n = w.chars().count();
-                let negative_word =
-                    w.starts_with('沒') || w.starts_with('不') || w.starts_with('非');
-                if negative_word || !negated(t, i) {
+                if is_denial(w) || !negated(t, i) {
                     hits.push((i, i + n, o));
                 }
                 i += n;
@@ -478,10 +481,7 @@ fn enum_value(t: &Text, field: &FieldSpec) -> Option<(String, Found)> {
         })
         .collect();
     let found = scan::apply_corrections(t, found);
-    let negative = |f: &Found| {
-        let w = t.slice(f.start, f.end);
-        w.starts_with('沒') || w.starts_with('不') || w.starts_with('非')
-    };
+    let negative = |f: &Found| is_denial(&t.slice(f.start, f.end));
     let best = match field.pick {
         // 「不是低收入戶，是中低收入戶」: a denial followed by the real value.
         Pick::First => match found.iter().position(|f| !negative(f)) {

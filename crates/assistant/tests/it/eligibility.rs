@@ -2,18 +2,12 @@
 //! sandbox (records pre-filled through the forms, plus what the resident declares), and the
 //! period tables of the childcare allowance.
 
-use std::path::{Path, PathBuf};
-
 use assistant::eligibility::{assess, facts_from_records, review, suggest, Fact, Facts, Status};
 use assistant::mydata::{load_residents, prefill, SyntheticResident};
-use knowledge::benefits::Rulebook;
+use knowledge::benefits::{Benefit, Rulebook};
 use knowledge::{load_forms, FormSchema, Taxonomy};
 
 const TODAY: &str = "2026-11-24";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 struct World {
     forms: Vec<FormSchema>,
@@ -24,16 +18,22 @@ struct World {
 
 fn world() -> World {
     World {
-        forms: load_forms(&root().join("corpus/forms")).unwrap(),
-        book: Rulebook::load(&root().join("corpus/benefits")).unwrap(),
-        cities: Taxonomy::load(&root().join("corpus/cases"))
+        forms: load_forms(&crate::repo_root().join("corpus/forms")).unwrap(),
+        book: Rulebook::load(&crate::repo_root().join("corpus/benefits")).unwrap(),
+        cities: Taxonomy::load(&crate::repo_root().join("corpus/cases"))
             .unwrap()
             .city_names,
-        residents: load_residents(&root().join("corpus/mydata/synthetic_residents.toml")).unwrap(),
+        residents: load_residents(
+            &crate::repo_root().join("corpus/mydata/synthetic_residents.toml"),
+        )
+        .unwrap(),
     }
 }
 
 impl World {
+    fn benefit(&self, id: &str) -> &Benefit {
+        self.book.benefits.iter().find(|b| b.id == id).unwrap()
+    }
     fn resident(&self, id: &str) -> &SyntheticResident {
         self.residents.iter().find(|r| r.id_number == id).unwrap()
     }
@@ -109,12 +109,7 @@ fn elders_get_the_senior_card_by_age_or_as_indigenous_residents() {
         !s.iter().any(|(b, _, _)| b == "senior-festival-gift"),
         "{s:?}"
     );
-    let gift = w
-        .book
-        .benefits
-        .iter()
-        .find(|b| b.id == "senior-festival-gift")
-        .unwrap();
+    let gift = w.benefit("senior-festival-gift");
     let a = assess(&w.book, gift, &w.facts("E223451057"), TODAY);
     assert_eq!(a.status, Status::NotEligible);
     assert!(a.checks.iter().any(|c| c.reason == "未滿65歲"));
@@ -132,12 +127,7 @@ fn a_middle_low_income_high_school_student_gets_60_percent_off_and_nothing_for_e
         )),
         "{s:?}"
     );
-    let card = w
-        .book
-        .benefits
-        .iter()
-        .find(|b| b.id == "senior-card")
-        .unwrap();
+    let card = w.benefit("senior-card");
     let mut f = w.facts("A123451088");
     f.set("elder.age_years", Fact::Num(70.0));
     f.set("elder.resident_here", Fact::Bool(false));
@@ -153,22 +143,15 @@ fn a_middle_low_income_high_school_student_gets_60_percent_off_and_nothing_for_e
 #[test]
 fn the_assessment_date_picks_the_period_of_the_amount_table() {
     let w = world();
-    let rule = w
-        .book
-        .benefits
-        .iter()
-        .find(|b| b.id == "childcare-allowance-under-2")
-        .unwrap();
-    let facts = |status: &str, order: u64, on: &str| {
+    let rule = w.benefit("childcare-allowance-under-2");
+    // A family in Taipei that meets every condition but age, status and order.
+    let facts = |birth: &str, status: &str, order: u64, address: &str, on: &str| {
         let mut v = serde_json::Map::new();
-        v.insert("child.birth_date".into(), "2020-01-15".into());
+        v.insert("child.birth_date".into(), birth.into());
         v.insert("child.birth_order".into(), order.into());
         v.insert("household_status".into(), status.into());
         v.insert("household.tax_rate_under_20".into(), true.into());
-        v.insert(
-            "applicant.address".into(),
-            "臺北市中山區民生東路一段1號".into(),
-        );
+        v.insert("applicant.address".into(), address.into());
         v.insert("applicant.parental_leave_allowance".into(), false.into());
         v.insert("child.in_public_childcare".into(), false.into());
         Facts::from_values(&v, on, &w.cities)
@@ -181,7 +164,14 @@ fn the_assessment_date_picks_the_period_of_the_amount_table() {
         ("低收入戶", 3, "2020-06-01", 6000),
     ];
     for (status, order, on, want) in cases {
-        let a = assess(&w.book, rule, &facts(status, order, on), on);
+        let f = facts(
+            "2020-01-15",
+            status,
+            order,
+            "臺北市中山區民生東路一段1號",
+            on,
+        );
+        let a = assess(&w.book, rule, &f, on);
         assert_eq!(
             (a.status, a.amount),
             (Status::Eligible, Some(want)),
@@ -189,20 +179,14 @@ fn the_assessment_date_picks_the_period_of_the_amount_table() {
         );
     }
     // A child born 2021-09-01 is under two during 第一階段.
-    let mut v = serde_json::Map::new();
-    v.insert("child.birth_date".into(), "2021-09-01".into());
-    v.insert("child.birth_order".into(), 2.into());
-    v.insert("household_status".into(), "一般".into());
-    v.insert("household.tax_rate_under_20".into(), true.into());
-    v.insert("applicant.address".into(), "台北市信義區松仁路100號".into());
-    v.insert("applicant.parental_leave_allowance".into(), false.into());
-    v.insert("child.in_public_childcare".into(), false.into());
-    let a = assess(
-        &w.book,
-        rule,
-        &Facts::from_values(&v, "2022-03-01", &w.cities),
+    let f = facts(
+        "2021-09-01",
+        "一般",
+        2,
+        "台北市信義區松仁路100號",
         "2022-03-01",
     );
+    let a = assess(&w.book, rule, &f, "2022-03-01");
     assert_eq!(
         (a.amount, a.period.as_deref()),
         (Some(4000), Some("第一階段（110年8月至111年7月）"))
@@ -215,12 +199,7 @@ fn a_missing_fact_means_needs_info_and_review_not_a_guess() {
     let mut r = w.resident("A123451006").clone();
     r.declared.remove("household.tax_rate_under_20");
     let f = facts_from_records(&w.forms, &r.datasets, &r.declared, TODAY, &w.cities);
-    let rule = w
-        .book
-        .benefits
-        .iter()
-        .find(|b| b.id == "childcare-allowance-under-2")
-        .unwrap();
+    let rule = w.benefit("childcare-allowance-under-2");
     let a = assess(&w.book, rule, &f, TODAY);
     assert_eq!(a.status, Status::NeedsInfo);
     assert!(

@@ -2,21 +2,16 @@
 //! models: rules, gazetteers and the lexical classifier), plus the LLM step with a scripted
 //! model standing in for constrained decoding.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use assistant::extract::llm_fill::LlmFiller;
 use assistant::extract::{Extraction, Extractor, Source};
-use knowledge::{load_forms, Taxonomy};
 use models::llm::{
     ChatMessage, ChatModel, FinishReason, GenerationParams, GenerationStats, Grammar,
 };
 
 fn extractor() -> Extractor {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let forms = load_forms(&root.join("corpus/forms")).unwrap();
-    let taxonomy = Taxonomy::load(&root.join("corpus/cases")).unwrap();
-    Extractor::new(forms, Arc::new(taxonomy))
+    crate::bundled_extractor()
 }
 
 fn value(x: &Extraction, field: &str) -> serde_json::Value {

@@ -2,24 +2,16 @@
 //! schema, extracts without a panic, every span lies inside the text and quotes it exactly, and
 //! every identity number returned passes its checksum. `PROPTEST_CASES=20000` for a long run.
 
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use assistant::extract::scan::{self, Text};
 use assistant::extract::Extractor;
 use knowledge::validate::taiwan_id;
-use knowledge::{load_forms, Taxonomy};
 use proptest::prelude::*;
 
 fn extractor() -> &'static Extractor {
     static E: OnceLock<Extractor> = OnceLock::new();
-    E.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        Extractor::new(
-            load_forms(&root.join("corpus/forms")).unwrap(),
-            Arc::new(Taxonomy::load(&root.join("corpus/cases")).unwrap()),
-        )
-    })
+    E.get_or_init(crate::bundled_extractor)
 }
 
 /// Text made of the pieces the scanners react to, in random order.

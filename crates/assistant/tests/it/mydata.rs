@@ -3,7 +3,6 @@
 //! pre-fill of `childcare_allowance` and `senior_card`, the transfer log — and every refusal.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assistant::mydata::client::{ConsentScreen, MyDataClient, MyDataError};
@@ -14,12 +13,8 @@ use mydata_sandbox::{Client, Config, Sandbox};
 
 const SECRET: &str = "s3cret-for-tests";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn forms() -> Vec<FormSchema> {
-    load_forms(&root().join("corpus/forms")).unwrap()
+    load_forms(&crate::repo_root().join("corpus/forms")).unwrap()
 }
 
 fn form(name: &str) -> FormSchema {
@@ -29,8 +24,8 @@ fn form(name: &str) -> FormSchema {
 /// Starts a sandbox on a free port; returns its base URL.
 fn sandbox(tweak: impl FnOnce(&mut Config)) -> (String, mydata_sandbox::Shared) {
     let mut cfg = Config::from_files(
-        &root().join("corpus/mydata/datasets.toml"),
-        &root().join("corpus/mydata/synthetic_residents.toml"),
+        &crate::repo_root().join("corpus/mydata/datasets.toml"),
+        &crate::repo_root().join("corpus/mydata/synthetic_residents.toml"),
     )
     .unwrap();
     cfg.delay_scale = 0.0;
@@ -374,8 +369,8 @@ fn every_refusal_is_clear_and_stores_nothing() {
 
 fn sb_config() -> Config {
     Config::from_files(
-        &root().join("corpus/mydata/datasets.toml"),
-        &root().join("corpus/mydata/synthetic_residents.toml"),
+        &crate::repo_root().join("corpus/mydata/datasets.toml"),
+        &crate::repo_root().join("corpus/mydata/synthetic_residents.toml"),
     )
     .unwrap()
 }
