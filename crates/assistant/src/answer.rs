@@ -177,6 +177,8 @@ pub struct Answerer {
     retriever: Arc<Retriever>,
     llm: Option<Arc<dyn ChatModel>>,
     config: AnswerConfig,
+    /// Set by the caller to stop generation (the client went away).
+    cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// The fixed system prompt (kept identical across requests so its KV cache is reused).
@@ -464,7 +466,20 @@ impl Answerer {
             retriever,
             llm,
             config,
+            cancel: None,
         }
+    }
+
+    /// Stops generating as soon as `flag` is set (the extractive answer stands).
+    pub fn with_cancel(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Answerer {
+        self.cancel = Some(flag);
+        self
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     pub fn retriever(&self) -> &Retriever {
@@ -762,7 +777,7 @@ impl Answerer {
                     }
                     raw.push_str(piece);
                     on_event(AnswerEvent::Token(piece));
-                    !degenerate(&raw)
+                    !degenerate(&raw) && !self.cancelled()
                 })
             });
             answer.timings.llm_first_token_ms = first_token;

@@ -15,6 +15,8 @@ pub struct Settings {
     pub retrieval: retrieval::RetrieverConfig,
     pub answer: crate::answer::AnswerConfig,
     pub llm: crate::llm::LlmSettings,
+    pub server: crate::server::ServerSettings,
+    pub mydata: crate::server::MyDataSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

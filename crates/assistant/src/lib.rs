@@ -14,5 +14,7 @@ pub mod kb;
 pub mod llm;
 pub mod mydata;
 pub mod route;
+pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod walkthrough;

@@ -129,8 +129,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Set everything up, ingest the bundled corpus, and start an interactive chat.
-    Start,
+    /// Serve the resident chat page, the agent console, the admin page and the API.
+    Serve {
+        /// Listen address (default: `server.addr`, 127.0.0.1:8080).
+        #[arg(long)]
+        addr: Option<String>,
+    },
+    /// Create or reset a staff account (the password is read from standard input).
+    User {
+        username: String,
+        #[arg(long, default_value = "agent")]
+        role: String,
+    },
+    /// Set everything up (model assets), ingest the bundled corpus, and serve.
+    Start {
+        #[arg(long)]
+        addr: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -241,15 +256,46 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             chat(&settings, &answerer).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Start => {
+        Command::Start { addr } => {
             setup(&settings, false, None)?;
-            let mut r = kb::open(&settings, Some(&index_dir)).await?;
-            ingest(&mut r, std::slice::from_ref(&settings.paths.corpus), false).await?;
-            let answerer = answerer(&settings, r, false)?;
-            chat(&settings, &answerer).await?;
+            serve(settings, &index_dir, addr).await
+        }
+        Command::Serve { addr } => serve(settings, &index_dir, addr).await,
+        Command::User { username, role } => {
+            let role = match role.as_str() {
+                "agent" => assistant::server::Role::Agent,
+                "admin" => assistant::server::Role::Admin,
+                other => anyhow::bail!("unknown role {other} (agent or admin)"),
+            };
+            let mut pw = String::new();
+            std::io::stdin().read_line(&mut pw)?;
+            let db = assistant::store::Db::open(&settings.server.db_path)?;
+            assistant::server::auth::create_user(&db, &username, pw.trim_end_matches(['\n', '\r']), role)?;
+            db.audit("cli", "user.create", &format!("{}:{username}", role.as_str()))?;
+            eprintln!("account {username} ({}) saved", role.as_str());
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn serve(
+    mut settings: Settings,
+    index_dir: &std::path::Path,
+    addr: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(a) = addr {
+        settings.server.addr = a;
+    }
+    let addr: std::net::SocketAddr = settings
+        .server
+        .addr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("server.addr {}: {e}", settings.server.addr))?;
+    let state = assistant::server::build(&settings, index_dir).await?;
+    tracing::info!(%addr, "serving");
+    eprintln!("1999 市民熱線智慧助理：http://{addr}/ （客服台 /console，管理 /admin）");
+    assistant::server::serve(state, addr).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn setup(settings: &Settings, force: bool, wheel_dir: Option<PathBuf>) -> anyhow::Result<()> {

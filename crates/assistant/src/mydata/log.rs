@@ -4,9 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
+
+use rusqlite::params;
+
+use crate::store::{Context, Db};
 
 /// One row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,7 +30,7 @@ pub struct TransferRecord {
 }
 
 /// HMAC-SHA256 (RFC 2104).
-fn hmac(key: &[u8], msg: &[u8]) -> String {
+pub(crate) fn hmac(key: &[u8], msg: &[u8]) -> String {
     let mut k = [0u8; 64];
     if key.len() > 64 {
         k[..32].copy_from_slice(&Sha256::digest(key));
@@ -48,81 +50,124 @@ fn hmac(key: &[u8], msg: &[u8]) -> String {
     )
 }
 
-/// An append-only JSONL log.
+/// The log, as rows of the `transfer_log` table.
+#[derive(Clone)]
 pub struct TransferLog {
-    path: PathBuf,
+    db: Db,
     key: Vec<u8>,
-    lock: Mutex<()>,
 }
 
 impl TransferLog {
+    /// Opens (creating) a database file holding the log.
     pub fn open(path: &Path, key: &[u8]) -> std::io::Result<TransferLog> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        Ok(TransferLog {
-            path: path.to_path_buf(),
+        let db = Db::open(path).map_err(std::io::Error::other)?;
+        Ok(TransferLog::new(db, key))
+    }
+
+    /// The log in the product's database.
+    pub fn new(db: Db, key: &[u8]) -> TransferLog {
+        TransferLog {
+            db,
             key: key.to_vec(),
-            lock: Mutex::new(()),
-        })
+        }
     }
 
-    /// The keyed hash that stands for an ID number in the log.
+    /// The keyed hash that stands for an ID number in the log (empty when unknown).
     pub fn subject(&self, id_number: &str) -> String {
-        hmac(&self.key, id_number.trim().to_uppercase().as_bytes())
+        let id = id_number.trim().to_uppercase();
+        if id.is_empty() {
+            return String::new();
+        }
+        hmac(&self.key, id.as_bytes())
     }
 
-    /// Appends a row (fsync'd: a committed row survives a crash).
+    /// Appends a row (committed with a synced WAL: a row that was written survives a crash).
     pub fn append(&self, mut row: TransferRecord, id_number: &str) -> std::io::Result<()> {
         row.subject = self.subject(id_number);
-        let _g = self.lock.lock().expect("log lock");
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        let mut line = serde_json::to_vec(&row).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        f.write_all(&line)?;
-        f.sync_data()
+        self.db
+            .with(|c| {
+                c.execute(
+                    "INSERT INTO transfer_log (time, kind, counterpart, subject, form, tx_id, \
+                     datasets, success, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        row.time as i64,
+                        row.kind,
+                        row.counterpart,
+                        row.subject,
+                        row.form,
+                        row.tx_id,
+                        serde_json::to_string(&row.datasets).unwrap_or_default(),
+                        i64::from(row.success),
+                        row.reason
+                    ],
+                )
+                .what("append transfer row")
+            })
+            .map(|_| ())
+            .map_err(std::io::Error::other)
     }
 
-    fn rows(&self) -> std::io::Result<Vec<TransferRecord>> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(t) => Ok(t
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
+    fn query(&self, filter: &str, arg: &str, limit: i64) -> std::io::Result<Vec<TransferRecord>> {
+        let sql = format!(
+            "SELECT time, kind, counterpart, subject, form, tx_id, datasets, success, reason \
+             FROM transfer_log {filter} ORDER BY id LIMIT ?2"
+        );
+        self.db
+            .with(|c| {
+                let mut st = c.prepare(&sql).what("query transfer log")?;
+                let rows = st
+                    .query_map(params![arg, limit], |r| {
+                        Ok(TransferRecord {
+                            time: r.get::<_, i64>(0)? as u64,
+                            kind: r.get(1)?,
+                            counterpart: r.get(2)?,
+                            subject: r.get(3)?,
+                            form: r.get(4)?,
+                            tx_id: r.get(5)?,
+                            datasets: serde_json::from_str(&r.get::<_, String>(6)?)
+                                .unwrap_or_default(),
+                            success: r.get::<_, i64>(7)? != 0,
+                            reason: r.get(8)?,
+                        })
+                    })
+                    .what("query transfer log")?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .what("read transfer log")?;
+                Ok(rows)
+            })
+            .map_err(std::io::Error::other)
     }
 
     /// The rows about one resident (what their own access-log page shows).
     pub fn for_subject(&self, id_number: &str) -> std::io::Result<Vec<TransferRecord>> {
         let s = self.subject(id_number);
-        Ok(self
-            .rows()?
-            .into_iter()
-            .filter(|r| r.subject == s)
-            .collect())
+        self.for_subject_hash(&s)
+    }
+
+    /// The rows whose subject is this keyed hash (never the rows with no known subject).
+    pub fn for_subject_hash(&self, subject: &str) -> std::io::Result<Vec<TransferRecord>> {
+        if subject.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.query("WHERE subject = ?1", subject, i64::MAX)
+    }
+
+    /// The latest rows, for administrators (subjects stay hashed).
+    pub fn recent(&self, limit: usize) -> std::io::Result<Vec<TransferRecord>> {
+        let mut rows = self.query("WHERE ?1 = ?1", "", i64::MAX)?;
+        let skip = rows.len().saturating_sub(limit);
+        Ok(rows.split_off(skip))
     }
 
     /// Deletes rows older than `keep_secs` before `now`; returns how many.
     pub fn purge_older_than(&self, now: u64, keep_secs: u64) -> std::io::Result<usize> {
-        let _g = self.lock.lock().expect("log lock");
-        let rows = self.rows()?;
-        let keep: Vec<&TransferRecord> =
-            rows.iter().filter(|r| r.time + keep_secs >= now).collect();
-        let removed = rows.len() - keep.len();
-        let tmp = self.path.with_extension("tmp");
-        let mut out = Vec::new();
-        for r in keep {
-            out.extend(serde_json::to_vec(r).map_err(std::io::Error::other)?);
-            out.push(b'\n');
-        }
-        std::fs::write(&tmp, out)?;
-        std::fs::rename(&tmp, &self.path)?;
-        Ok(removed)
+        let cutoff = now.saturating_sub(keep_secs) as i64;
+        self.db
+            .with(|c| {
+                c.execute("DELETE FROM transfer_log WHERE time < ?1", [cutoff])
+                    .what("purge transfer log")
+            })
+            .map_err(std::io::Error::other)
     }
 }
 

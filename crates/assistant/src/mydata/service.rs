@@ -5,8 +5,9 @@
 //! submitted or abandoned, or when the retention window ends.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use rusqlite::params;
 
 use knowledge::FormSchema;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::client::{ConsentScreen, MyDataClient, MyDataError};
 use super::log::{TransferLog, TransferRecord};
 use super::prefill;
+use crate::store::{Context, Db};
 
 /// One value of a draft.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,41 +48,81 @@ pub struct Draft {
     pub status: DraftStatus,
 }
 
-/// Drafts, one JSON file each (written to a temporary file, synced, then renamed).
+/// Drafts, as rows of the `drafts` table (the draft as JSON, with its status and window as
+/// columns for the purge).
+#[derive(Clone)]
 pub struct DraftStore {
-    dir: PathBuf,
+    db: Db,
 }
 
 impl DraftStore {
+    /// Opens (creating) a database in `dir` holding drafts only.
     pub fn open(dir: &Path) -> std::io::Result<DraftStore> {
         std::fs::create_dir_all(dir)?;
-        Ok(DraftStore {
-            dir: dir.to_path_buf(),
-        })
+        let db = Db::open(&dir.join("drafts.db")).map_err(std::io::Error::other)?;
+        Ok(DraftStore::new(db))
     }
 
-    fn path(&self, id: &str) -> PathBuf {
-        let safe: String = id
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
-        self.dir.join(format!("{safe}.json"))
+    /// Drafts in the product's database.
+    pub fn new(db: Db) -> DraftStore {
+        DraftStore { db }
     }
 
     pub fn save(&self, d: &Draft) -> std::io::Result<()> {
-        let tmp = self.path(&d.id).with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(d).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.path(&d.id))
+        let body = serde_json::to_string(d).map_err(std::io::Error::other)?;
+        let status = serde_json::to_value(d.status)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        self.db
+            .with(|c| {
+                c.execute(
+                    "INSERT INTO drafts (id, session, form, status, created, expires, body) \
+                     VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET \
+                     status = excluded.status, expires = excluded.expires, body = excluded.body",
+                    params![
+                        d.id,
+                        d.form,
+                        status,
+                        d.created as i64,
+                        d.expires as i64,
+                        body
+                    ],
+                )
+                .what("save draft")
+            })
+            .map(|_| ())
+            .map_err(std::io::Error::other)
+    }
+
+    /// Ties a draft to the session that may see it.
+    pub fn bind(&self, id: &str, session: &str) -> std::io::Result<()> {
+        self.db
+            .with(|c| {
+                c.execute(
+                    "UPDATE drafts SET session = ?2 WHERE id = ?1",
+                    params![id, session],
+                )
+                .what("bind draft")
+            })
+            .map(|_| ())
+            .map_err(std::io::Error::other)
+    }
+
+    /// The session a draft belongs to.
+    pub fn owner(&self, id: &str) -> std::io::Result<Option<String>> {
+        self.db
+            .scalar::<Option<String>>("SELECT session FROM drafts WHERE id = ?1", [id])
+            .map(Option::flatten)
+            .map_err(std::io::Error::other)
     }
 
     pub fn get(&self, id: &str) -> std::io::Result<Option<Draft>> {
-        match std::fs::read(self.path(id)) {
-            Ok(b) => Ok(serde_json::from_slice(&b).ok()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let body = self
+            .db
+            .scalar::<String>("SELECT body FROM drafts WHERE id = ?1", [id])
+            .map_err(std::io::Error::other)?;
+        Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
     }
 
     /// The resident corrects or adds a value.
@@ -137,24 +179,24 @@ impl DraftStore {
 
     /// Deletes the MyData values of open drafts whose window has passed; returns how many.
     pub fn purge_expired(&self, now: u64) -> std::io::Result<usize> {
-        let mut n = 0;
-        for e in std::fs::read_dir(&self.dir)? {
-            let p = e?.path();
-            if p.extension().is_some_and(|x| x == "json") {
-                let id = p
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or_default()
-                    .to_string();
-                if let Some(d) = self.get(&id)? {
-                    if d.status == DraftStatus::Open && d.expires <= now {
-                        self.close(&id, DraftStatus::Expired)?;
-                        n += 1;
-                    }
-                }
-            }
+        let ids: Vec<String> = self
+            .db
+            .with(|c| {
+                let mut st = c
+                    .prepare("SELECT id FROM drafts WHERE status = 'open' AND expires <= ?1")
+                    .what("query expired drafts")?;
+                let ids = st
+                    .query_map([now as i64], |r| r.get(0))
+                    .what("query expired drafts")?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+                    .what("read expired drafts")?;
+                Ok(ids)
+            })
+            .map_err(std::io::Error::other)?;
+        for id in &ids {
+            self.close(id, DraftStatus::Expired)?;
         }
-        Ok(n)
+        Ok(ids.len())
     }
 }
 
@@ -204,49 +246,52 @@ impl PrefillService {
         }
     }
 
-    /// Step 2: the platform's callback. Records the consent, downloads and checks the package,
-    /// records the transfer, and opens a draft with only the form's fields.
+    /// Step 2: the platform's callback. Downloads and checks the package, records the consent
+    /// and the transfer, and opens a draft with only the form's fields. The subject of the log
+    /// rows is `subject_id` when the caller knows it, otherwise the ID number in the records
+    /// (kept only as its keyed hash); a refusal before any data has no known subject.
     pub fn complete(
         &self,
         form: &FormSchema,
-        subject_id: &str,
+        subject_id: Option<&str>,
         callback: &BTreeMap<String, String>,
         now: u64,
         draft_id: &str,
-    ) -> Result<Draft, MyDataError> {
+    ) -> Result<Completed, MyDataError> {
         let screen = ConsentScreen::for_form(form)?;
         let datasets = screen.dataset_names();
         let tx = callback.get("tx_id").cloned().unwrap_or_default();
         let granted = callback.get("code").map(String::as_str) == Some("200");
         let ticket = callback.get("permission_ticket");
-        let consent = match (granted, ticket) {
-            (true, Some(_)) => Ok(()),
-            _ => Err(format!(
-                "consent not given (code {})",
-                callback.get("code").cloned().unwrap_or_default()
-            )),
-        };
-        let ctx = Ctx {
+        let mut ctx = Ctx {
             form: &form.name,
             tx: &tx,
             datasets: &datasets,
-            subject: subject_id,
+            subject: subject_id.unwrap_or_default(),
             now,
         };
-        self.record("consent", &ctx, consent.clone());
-        if consent.is_err() {
-            return Err(MyDataError::Refused("民眾未同意傳送資料".into()));
+        let ticket = match (granted, ticket) {
+            (true, Some(t)) => t,
+            _ => {
+                let code = callback.get("code").cloned().unwrap_or_default();
+                self.record("consent", &ctx, Err(format!("consent not given (code {code})")));
+                return Err(MyDataError::Refused("民眾未同意傳送資料".into()));
+            }
+        };
+        let fetched = self.client.fetch(&tx, ticket, &datasets);
+        let found = fetched.as_ref().ok().and_then(subject_of);
+        if subject_id.is_none() {
+            if let Some(id) = &found {
+                ctx.subject = id;
+            }
         }
-        let fetched = self.client.fetch(
-            &tx,
-            ticket.map(String::as_str).unwrap_or_default(),
-            &datasets,
-        );
+        self.record("consent", &ctx, Ok(()));
         self.record(
             "transfer",
             &ctx,
             fetched.as_ref().map(|_| ()).map_err(|e| format!("{e:?}")),
         );
+        let subject = self.log.subject(ctx.subject);
         let records = fetched?;
         let values = prefill(form, &records)
             .into_iter()
@@ -273,6 +318,22 @@ impl PrefillService {
         self.drafts
             .save(&draft)
             .map_err(|e| MyDataError::Format(e.to_string()))?;
-        Ok(draft)
+        Ok(Completed { draft, subject })
     }
+}
+
+/// A finished transfer: the draft and the keyed hash of whom the data was about.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub draft: Draft,
+    pub subject: String,
+}
+
+/// The resident's ID number in their records (household registration first).
+fn subject_of(records: &super::Records) -> Option<String> {
+    ["個人戶籍資料", "現戶全戶戶籍資料"]
+        .iter()
+        .filter_map(|d| records.get(*d))
+        .chain(records.values())
+        .find_map(|r| r.get("id_number").and_then(|v| v.as_str()).map(String::from))
 }

@@ -147,7 +147,7 @@ fn consented_transfers_prefill_the_drafts_and_are_logged() {
     let (base, _sb) = sandbox(|_| {});
     let c = client(&base);
     let dir = tempfile::tempdir().unwrap();
-    let log = TransferLog::open(&dir.path().join("transfers.jsonl"), b"log-key").unwrap();
+    let log = TransferLog::open(&dir.path().join("transfers.db"), b"log-key").unwrap();
 
     // 育兒津貼 for 王大明.
     let screen = ConsentScreen::for_form(&form("childcare_allowance")).unwrap();
@@ -212,7 +212,7 @@ fn consented_transfers_prefill_the_drafts_and_are_logged() {
     assert!(mine[0].success);
     assert_eq!(log.for_subject("A223451071").unwrap().len(), 1);
     assert!(log.for_subject("A123451088").unwrap().is_empty());
-    let raw = std::fs::read_to_string(dir.path().join("transfers.jsonl")).unwrap();
+    let raw = std::fs::read_to_string(dir.path().join("transfers.db")).unwrap();
     assert!(!raw.contains("A123451006") && !raw.contains("王大明"));
     // Rows older than a year are purged; newer ones stay.
     assert_eq!(
@@ -420,7 +420,7 @@ fn the_prefill_service_records_consent_and_transfer_and_purges_on_submit() {
     let dir = tempfile::tempdir().unwrap();
     let svc = PrefillService {
         client: client(&base),
-        log: TransferLog::open(&dir.path().join("log.jsonl"), b"k").unwrap(),
+        log: TransferLog::open(&dir.path().join("log.db"), b"k").unwrap(),
         drafts: DraftStore::open(&dir.path().join("drafts")).unwrap(),
     };
     let cc = form("childcare_allowance");
@@ -432,7 +432,7 @@ fn the_prefill_service_records_consent_and_transfer_and_purges_on_submit() {
         .iter()
         .any(|(d, fields)| d == "低收及中低收列冊資料" && fields == &["家庭經濟身分"]));
     let cb = browser(&url, "A223451044", "123456", true).unwrap();
-    let draft = svc.complete(&cc, "A223451044", &cb, now, "d-1").unwrap();
+    let draft = svc.complete(&cc, None, &cb, now, "d-1").unwrap().draft;
     assert_eq!(draft.values["household_status"].value, "低收入戶");
     assert_eq!(draft.values["household_status"].source, "mydata");
     assert_eq!(draft.status, DraftStatus::Open);
@@ -456,7 +456,7 @@ fn the_prefill_service_records_consent_and_transfer_and_purges_on_submit() {
     // Refused consent: logged as such, no draft.
     let (_, url) = svc.begin(&cc, "tx-svc-2", "http://127.0.0.1/cb").unwrap();
     let cb = browser(&url, "A123451006", "123456", false).unwrap();
-    assert!(svc.complete(&cc, "A123451006", &cb, now, "d-2").is_err());
+    assert!(svc.complete(&cc, Some("A123451006"), &cb, now, "d-2").is_err());
     assert!(svc.drafts.get("d-2").unwrap().is_none());
     let rows = svc.log.for_subject("A123451006").unwrap();
     assert_eq!(rows.len(), 1);
@@ -465,7 +465,7 @@ fn the_prefill_service_records_consent_and_transfer_and_purges_on_submit() {
     // An abandoned-in-place draft: after its window, MyData values go, corrections stay.
     let (_, url) = svc.begin(&cc, "tx-svc-3", "http://127.0.0.1/cb").unwrap();
     let cb = browser(&url, "A123451006", "123456", true).unwrap();
-    let d = svc.complete(&cc, "A123451006", &cb, now, "d-3").unwrap();
+    let d = svc.complete(&cc, Some("A123451006"), &cb, now, "d-3").unwrap().draft;
     svc.drafts
         .correct("d-3", "applicant.phone", "0922333444".into())
         .unwrap();

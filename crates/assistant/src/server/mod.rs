@@ -1,0 +1,543 @@
+//! The HTTP service (`assistant serve`): the resident chat page and its streaming API, the
+//! agent console (suggested answers, case intake, dispatch), the administrator's pages, the
+//! MyData pre-fill routes, an OpenAI-compatible endpoint over the grounded pipeline, and
+//! health, readiness, metrics and OpenAPI. One [`router`] builds it all from an [`AppState`].
+//!
+//! Load is bounded at three points: a per-session token bucket (429), a cap on requests being
+//! answered at once (503 + `Retry-After`), and a small queue in front of the LLM; when that
+//! queue is full, chat answers stay retrieval-only (the extractive, cited answer) instead of
+//! waiting, so residents keep getting answers while generation is saturated.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use tokio::sync::{RwLock, Semaphore};
+
+use crate::answer::AnswerConfig;
+use crate::extract::Extractor;
+use crate::mydata::service::{DraftStore, PrefillService};
+use crate::mydata::{client::MyDataClient, log::TransferLog};
+use crate::store::Db;
+use crate::walkthrough::Walkthrough;
+use models::llm::ChatModel;
+use retrieval::Retriever;
+
+mod admin;
+mod api;
+pub mod auth;
+pub mod limits;
+mod mydata_routes;
+mod openai;
+pub mod openapi;
+mod pages;
+
+pub use auth::Role;
+
+/// `[server]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub addr: String,
+    /// The address residents' browsers use (for the MyData callback URL).
+    pub public_url: Option<String>,
+    /// The SQLite database.
+    pub db_path: PathBuf,
+    /// The server's secret (cookie CSRF tokens, the transfer log's keyed hash); created at
+    /// first start with mode 0600.
+    pub key_path: PathBuf,
+    /// Guides uploaded by administrators (indexed with the bundled corpus).
+    pub uploads_dir: PathBuf,
+    /// Eval reports shown on the admin page.
+    pub eval_reports: PathBuf,
+    pub max_body_bytes: usize,
+    /// Longest chat message (characters).
+    pub max_message_chars: usize,
+    /// Longest text for extraction and case intake (characters).
+    pub max_text_chars: usize,
+    /// Sustained requests per minute per session, and the burst above it.
+    pub rate_per_minute: f64,
+    pub rate_burst: f64,
+    /// Requests being answered at once; more get 503 + Retry-After.
+    pub max_inflight: usize,
+    /// LLM jobs admitted at once (running + waiting for the model).
+    pub llm_queue: usize,
+    /// Use the LLM for chat answers (when one is configured).
+    pub chat_llm: bool,
+    /// Set the `Secure` flag on cookies (behind TLS).
+    pub secure_cookies: bool,
+    /// Bearer keys for `/v1/*`; empty means the endpoint is open (intranet deployments).
+    pub api_keys: Vec<String>,
+    /// Days a conversation is kept after its last message.
+    pub conversation_days: u32,
+    /// Days transfer-log rows are kept (at least 366: the rules ask for a year).
+    pub transfer_log_days: u32,
+    /// Hours an idle staff session stays valid.
+    pub session_hours: u32,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            addr: "127.0.0.1:8080".into(),
+            public_url: None,
+            db_path: PathBuf::from("var/state.db"),
+            key_path: PathBuf::from("var/server.key"),
+            uploads_dir: PathBuf::from("var/guides"),
+            eval_reports: PathBuf::from("target/eval-report"),
+            max_body_bytes: 256 * 1024,
+            max_message_chars: 500,
+            max_text_chars: 4000,
+            rate_per_minute: 30.0,
+            rate_burst: 10.0,
+            max_inflight: 64,
+            llm_queue: 2,
+            chat_llm: true,
+            secure_cookies: false,
+            api_keys: Vec::new(),
+            conversation_days: 30,
+            transfer_log_days: 400,
+            session_hours: 12,
+        }
+    }
+}
+
+/// `[mydata]` settings: where the platform (or the sandbox) is and who we are to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MyDataSettings {
+    /// Empty: MyData pre-fill is off.
+    pub base_url: String,
+    pub client_id: String,
+    /// Better given as `ASSISTANT__MYDATA__CLIENT_SECRET`.
+    pub client_secret: String,
+    /// How long the callback waits for slow providers (the platform's Retry-After).
+    pub max_wait_s: u64,
+}
+
+impl Default for MyDataSettings {
+    fn default() -> Self {
+        MyDataSettings {
+            base_url: String::new(),
+            client_id: "hotline-assistant".into(),
+            client_secret: String::new(),
+            max_wait_s: 60,
+        }
+    }
+}
+
+/// The knowledge base the answers come from (swapped while re-indexing).
+pub struct Kb {
+    pub retriever: Arc<Retriever>,
+    /// Corpus paths ingested (bundled guides, uploads).
+    pub paths: Vec<PathBuf>,
+}
+
+/// Everything a request handler needs.
+pub struct AppState {
+    pub settings: ServerSettings,
+    pub answer_config: AnswerConfig,
+    pub kb: Arc<RwLock<Kb>>,
+    pub llm: Option<Arc<dyn ChatModel>>,
+    pub walkthroughs: Vec<Walkthrough>,
+    pub extractor: Arc<Extractor>,
+    pub db: Db,
+    pub secret: Vec<u8>,
+    pub mydata: Option<Arc<PrefillService>>,
+    pub metrics: limits::Metrics,
+    pub limiter: limits::RateLimiter,
+    pub inflight: Arc<Semaphore>,
+    pub llm_gate: Arc<Semaphore>,
+    pub jobs: admin::Jobs,
+}
+
+/// What [`AppState::new`] is built from.
+pub struct Parts {
+    pub settings: ServerSettings,
+    pub answer_config: AnswerConfig,
+    pub retriever: Retriever,
+    pub corpus_paths: Vec<PathBuf>,
+    pub llm: Option<Arc<dyn ChatModel>>,
+    pub walkthroughs: Vec<Walkthrough>,
+    pub extractor: Extractor,
+    pub db: Db,
+    pub secret: Vec<u8>,
+    pub mydata: Option<MyDataClient>,
+}
+
+impl AppState {
+    pub fn new(p: Parts) -> Arc<AppState> {
+        let log_key = auth::derive(&p.secret, b"transfer-log");
+        let mydata = p.mydata.map(|client| {
+            Arc::new(PrefillService {
+                client,
+                log: TransferLog::new(p.db.clone(), &log_key),
+                drafts: DraftStore::new(p.db.clone()),
+            })
+        });
+        Arc::new(AppState {
+            inflight: Arc::new(Semaphore::new(p.settings.max_inflight.max(1))),
+            llm_gate: Arc::new(Semaphore::new(p.settings.llm_queue.max(1))),
+            limiter: limits::RateLimiter::new(p.settings.rate_per_minute, p.settings.rate_burst),
+            settings: p.settings,
+            answer_config: p.answer_config,
+            kb: Arc::new(RwLock::new(Kb {
+                retriever: Arc::new(p.retriever),
+                paths: p.corpus_paths,
+            })),
+            llm: p.llm,
+            walkthroughs: p.walkthroughs,
+            extractor: Arc::new(p.extractor),
+            db: p.db,
+            secret: p.secret,
+            mydata,
+            metrics: limits::Metrics::default(),
+            jobs: admin::Jobs::default(),
+        })
+    }
+
+    /// The transfer log (also without MyData configured, for the admin page).
+    pub fn transfer_log(&self) -> TransferLog {
+        TransferLog::new(
+            self.db.clone(),
+            &auth::derive(&self.secret, b"transfer-log"),
+        )
+    }
+
+    /// Where the platform sends the browser back.
+    pub fn callback_url(&self) -> String {
+        let base = self
+            .settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.settings.addr));
+        format!("{}/mydata/callback", base.trim_end_matches('/'))
+    }
+}
+
+/// An error response: `{"error": "中文訊息", "code": "machine_code"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// A failure of ours: logged with its cause, shown without it.
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "系統發生錯誤，請稍後再試；急事請撥打1999。",
+        )
+    }
+
+    pub fn busy(code: &'static str, retry_after: u64) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            message: format!("目前使用人數較多，請於 {retry_after} 秒後再試。"),
+            retry_after: Some(retry_after),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            Json(serde_json::json!({"error": self.message, "code": self.code})),
+        )
+            .into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(s),
+            );
+        }
+        r
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The whole service.
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    let mut r = axum::Router::new();
+    for route in openapi::routes() {
+        r = r.route(route.path, route.handler);
+    }
+    r.fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::session_layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::observe,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.settings.max_body_bytes,
+        ))
+        .with_state(state)
+}
+
+/// Reads the server secret, creating it (random, mode 0600) on first start.
+pub fn load_or_create_secret(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(b) if b.len() >= 32 => return Ok(b),
+        Ok(_) => anyhow::bail!(
+            "the server key {} is too short; delete it to create a new one (sessions and the \
+             transfer log's subject hashes change)",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let key: [u8; 32] = rand::random();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut f, &key)?;
+    f.sync_all()?;
+    Ok(key.to_vec())
+}
+
+/// Runs the periodic purges: expired drafts' MyData values, old transfer-log rows, old
+/// conversations, idle sessions.
+pub fn purge(state: &AppState) -> anyhow::Result<()> {
+    let now = crate::store::now();
+    if let Some(m) = &state.mydata {
+        let n = m.drafts.purge_expired(now as u64)?;
+        if n > 0 {
+            tracing::info!(drafts = n, "purged expired MyData values");
+        }
+    }
+    let keep = u64::from(state.settings.transfer_log_days.max(366)) * 86_400;
+    let n = state.transfer_log().purge_older_than(now as u64, keep)?;
+    if n > 0 {
+        tracing::info!(rows = n, "purged transfer-log rows older than the retention");
+    }
+    let conv_cutoff = now - i64::from(state.settings.conversation_days) * 86_400;
+    let session_cutoff = now - i64::from(state.settings.session_hours) * 3600;
+    state.db.with(|c| {
+        use crate::store::Context;
+        c.execute(
+            "DELETE FROM conversations WHERE updated < ?1",
+            [conv_cutoff],
+        )
+        .what("purge conversations")?;
+        c.execute(
+            "DELETE FROM sessions WHERE last_seen < ?1 AND role <> 'resident'",
+            [session_cutoff],
+        )
+        .what("purge sessions")?;
+        c.execute(
+            "DELETE FROM mydata_pending WHERE created < ?1",
+            [now - 3600],
+        )
+        .what("purge pending transfers")?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Serves until Ctrl-C / SIGTERM, purging hourly.
+pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr} (is another server running there?)"))?;
+    serve_on(state, listener).await
+}
+
+/// Serves on a bound listener (tests bind port 0).
+pub async fn serve_on(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<()> {
+    let purger = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let s = state.clone();
+                match tokio::task::spawn_blocking(move || purge(&s)).await {
+                    Ok(Err(e)) => tracing::error!(error = %e, "purge failed"),
+                    Err(e) => tracing::error!(error = %e, "purge panicked"),
+                    Ok(Ok(())) => {}
+                }
+            }
+        })
+    };
+    let app = router(state);
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    purger.abort();
+    r.context("serving HTTP")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Builds the state from the configuration: opens the index (ingesting the bundled corpus and
+/// uploads), the models, the database, and the MyData client.
+pub async fn build(settings: &crate::config::Settings, index_dir: &std::path::Path) -> anyhow::Result<Arc<AppState>> {
+    let s = &settings.server;
+    let embedder = crate::embedding::configured(settings)?;
+    let mut retriever = Retriever::open(Some(index_dir), embedder.clone(), settings.retrieval.clone())
+        .await
+        .with_context(|| format!("opening the index at {}", index_dir.display()))?;
+    std::fs::create_dir_all(&s.uploads_dir)
+        .with_context(|| format!("creating {}", s.uploads_dir.display()))?;
+    let paths = vec![settings.paths.corpus.clone(), s.uploads_dir.clone()];
+    let out = crate::kb::ingest(
+        &mut retriever,
+        &paths,
+        &knowledge::LoadOptions::default(),
+        &|_, _| {},
+    )
+    .await?;
+    for p in &out.problems {
+        tracing::warn!(path = %p.path.display(), problem = %p.message, "guide skipped");
+    }
+    tracing::info!(
+        files = out.files,
+        added = out.report.added,
+        "knowledge base ready"
+    );
+    let llm = if s.chat_llm {
+        settings.llm.load(&settings.cache_root())?
+    } else {
+        None
+    };
+    let walkthroughs = crate::walkthrough::load_dir(&settings.paths.walkthroughs)?;
+    let extractor = Extractor::open(settings)?.with_embedder(embedder)?;
+    let db = Db::open(&s.db_path)?;
+    let secret = load_or_create_secret(&s.key_path)?;
+    let mydata = if settings.mydata.base_url.is_empty() {
+        None
+    } else {
+        let m = &settings.mydata;
+        let mut c = MyDataClient::new(&m.base_url, &m.client_id, &m.client_secret);
+        c.max_wait = std::time::Duration::from_secs(m.max_wait_s);
+        let loaded = tokio::task::block_in_place(|| c.load_provider_keys());
+        match loaded {
+            Ok(()) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = ?e, "MyData provider keys unavailable; pre-fill is off");
+                None
+            }
+        }
+    };
+    if let Some(pw) = auth::bootstrap_admin(&db)? {
+        // Printed once, to the terminal of whoever started the first run; never logged.
+        println!(
+            "First run: created the administrator account «admin» with password «{pw}». \
+             Sign in at /login and create personal accounts."
+        );
+    }
+    Ok(AppState::new(Parts {
+        settings: s.clone(),
+        answer_config: settings.answer.clone(),
+        retriever,
+        corpus_paths: paths,
+        llm,
+        walkthroughs,
+        extractor,
+        db,
+        secret,
+        mydata,
+    }))
+}
+
+/// In-memory cache of recent values keyed by string (bounded, oldest evicted).
+pub(crate) struct Bounded<V> {
+    map: HashMap<String, V>,
+    order: std::collections::VecDeque<String>,
+    cap: usize,
+}
+
+impl<V> Bounded<V> {
+    pub(crate) fn new(cap: usize) -> Self {
+        Bounded {
+            map: HashMap::new(),
+            order: Default::default(),
+            cap,
+        }
+    }
+
+    pub(crate) fn insert(&mut self, k: String, v: V) {
+        if self.map.insert(k.clone(), v).is_none() {
+            self.order.push_back(k);
+            while self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, k: &str) -> Option<&mut V> {
+        self.map.get_mut(k)
+    }
+}
