@@ -270,8 +270,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut pw = String::new();
             std::io::stdin().read_line(&mut pw)?;
             let db = assistant::store::Db::open(&settings.server.db_path)?;
-            assistant::server::auth::create_user(&db, &username, pw.trim_end_matches(['\n', '\r']), role)?;
-            db.audit("cli", "user.create", &format!("{}:{username}", role.as_str()))?;
+            assistant::server::auth::create_user(
+                &db,
+                &username,
+                pw.trim_end_matches(['\n', '\r']),
+                role,
+            )?;
+            db.audit(
+                "cli",
+                "user.create",
+                &format!("{}:{username}", role.as_str()),
+            )?;
             eprintln!("account {username} ({}) saved", role.as_str());
             Ok(ExitCode::SUCCESS)
         }

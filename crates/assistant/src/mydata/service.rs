@@ -274,7 +274,11 @@ impl PrefillService {
             (true, Some(t)) => t,
             _ => {
                 let code = callback.get("code").cloned().unwrap_or_default();
-                self.record("consent", &ctx, Err(format!("consent not given (code {code})")));
+                self.record(
+                    "consent",
+                    &ctx,
+                    Err(format!("consent not given (code {code})")),
+                );
                 return Err(MyDataError::Refused("民眾未同意傳送資料".into()));
             }
         };
@@ -335,5 +339,9 @@ fn subject_of(records: &super::Records) -> Option<String> {
         .iter()
         .filter_map(|d| records.get(*d))
         .chain(records.values())
-        .find_map(|r| r.get("id_number").and_then(|v| v.as_str()).map(String::from))
+        .find_map(|r| {
+            r.get("id_number")
+                .and_then(|v| v.as_str())
+                .map(String::from)
+        })
 }

@@ -33,12 +33,7 @@ impl Jobs {
     }
 
     fn update(&self, id: &str, f: impl FnOnce(&mut Job)) {
-        if let Some(j) = self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(id)
-        {
+        if let Some(j) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
             f(j);
         }
     }
@@ -101,7 +96,7 @@ fn upload_name(name: &str) -> ApiResult<String> {
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     s: Session,
-    Json(req): Json<Upload>,
+    super::Body(req): super::Body<Upload>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     s.require(Role::Admin)?;
     let name = upload_name(&req.filename)?;
@@ -134,10 +129,10 @@ pub async fn upload(
 }
 
 fn tempfile_in(dir: &std::path::Path) -> ApiResult<std::path::PathBuf> {
-    let p = dir
-        .parent()
-        .unwrap_or(dir)
-        .join(format!(".upload-{}", hex::encode(rand::random::<[u8; 6]>())));
+    let p = dir.parent().unwrap_or(dir).join(format!(
+        ".upload-{}",
+        hex::encode(rand::random::<[u8; 6]>())
+    ));
     std::fs::create_dir_all(&p).map_err(ApiError::internal)?;
     Ok(p)
 }
@@ -241,7 +236,7 @@ pub struct NewUser {
 pub async fn add_user(
     State(state): State<Arc<AppState>>,
     s: Session,
-    Json(req): Json<NewUser>,
+    super::Body(req): super::Body<NewUser>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     s.require(Role::Admin)?;
     let db = state.db.clone();
@@ -250,9 +245,11 @@ pub async fn add_user(
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    state
-        .db
-        .audit(&s.actor(), "user.create", &format!("{}:{}", role.as_str(), req.username))?;
+    state.db.audit(
+        &s.actor(),
+        "user.create",
+        &format!("{}:{}", role.as_str(), req.username),
+    )?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"username": req.username, "role": role})),
@@ -293,9 +290,7 @@ pub async fn eval_reports(
         let mut files: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         files.sort();
         for p in files {
-            let ext_ok = p
-                .extension()
-                .is_some_and(|e| e == "md" || e == "json");
+            let ext_ok = p.extension().is_some_and(|e| e == "md" || e == "json");
             if !ext_ok {
                 continue;
             }

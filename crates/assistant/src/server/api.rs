@@ -88,7 +88,11 @@ fn long_text(state: &AppState, text: &str) -> ApiResult<String> {
 }
 
 /// Follow-up questions the guide can answer and the reply did not cover.
-pub(super) fn follow_ups(state: &AppState, retriever: &retrieval::Retriever, a: &Answer) -> Vec<String> {
+pub(super) fn follow_ups(
+    state: &AppState,
+    retriever: &retrieval::Retriever,
+    a: &Answer,
+) -> Vec<String> {
     let _ = state;
     let Some(doc) = &a.doc_id else {
         return Vec::new();
@@ -162,7 +166,10 @@ async fn conversation(
             return Ok((id, serde_json::from_str(&json).unwrap_or_default()));
         }
     }
-    Ok((hex::encode(rand::random::<[u8; 12]>()), Conversation::default()))
+    Ok((
+        hex::encode(rand::random::<[u8; 12]>()),
+        Conversation::default(),
+    ))
 }
 
 fn save_conversation(
@@ -191,14 +198,17 @@ fn save_conversation(
 pub async fn chat(
     State(state): State<Arc<AppState>>,
     s: Session,
-    Json(req): Json<ChatRequest>,
+    super::Body(req): super::Body<ChatRequest>,
 ) -> ApiResult<Response> {
     let msg = message(&state, &req.message)?;
     limits::rate(&state, &s.key)?;
     let permit = limits::admit(&state)?;
     let (conv_id, conv) = conversation(&state, &s, req.conversation_id).await?;
     let (tx, rx) = mpsc::unbounded_channel::<Event>();
-    let _ = tx.send(event("meta", &serde_json::json!({"conversation_id": conv_id})));
+    let _ = tx.send(event(
+        "meta",
+        &serde_json::json!({"conversation_id": conv_id}),
+    ));
     tokio::spawn(async move {
         let _permit = permit;
         if let Err(e) = run_chat(&state, &s.key, &conv_id, conv, &msg, &tx).await {
@@ -220,7 +230,11 @@ pub(super) fn answerer_for(
     state: &AppState,
     retriever: Arc<retrieval::Retriever>,
     want_llm: bool,
-) -> (Answerer, Option<tokio::sync::OwnedSemaphorePermit>, &'static str) {
+) -> (
+    Answerer,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+    &'static str,
+) {
     let (llm, permit, status) = match (&state.llm, want_llm) {
         (Some(llm), true) => match state.llm_gate.clone().try_acquire_owned() {
             Ok(p) => (Some(llm.clone()), Some(p), "pending"),
@@ -302,8 +316,7 @@ async fn run_chat(
             conv_id.to_string(),
             conv,
         );
-        tokio::task::spawn_blocking(move || save_conversation(&st, &session, &id, &conv))
-            .await??;
+        tokio::task::spawn_blocking(move || save_conversation(&st, &session, &id, &conv)).await??;
     }
     let fin = Final {
         follow_ups: follow_ups(state, &kb.retriever, &a),
@@ -324,7 +337,7 @@ pub struct AskRequest {
 pub async fn ask(
     State(state): State<Arc<AppState>>,
     s: Session,
-    Json(req): Json<AskRequest>,
+    super::Body(req): super::Body<AskRequest>,
 ) -> ApiResult<Json<Answer>> {
     let msg = message(&state, &req.message)?;
     limits::rate(&state, &s.key)?;
@@ -386,7 +399,7 @@ pub struct HandoffRequest {
 pub async fn handoff(
     State(state): State<Arc<AppState>>,
     s: Session,
-    Json(req): Json<HandoffRequest>,
+    super::Body(req): super::Body<HandoffRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let (key, id) = (s.key.clone(), req.conversation_id.clone());
     let n = state
@@ -402,7 +415,9 @@ pub async fn handoff(
     if n == 0 {
         return Err(ApiError::not_found("找不到這段對話，請先提出問題。"));
     }
-    state.db.audit(&s.actor(), "handoff", &req.conversation_id)?;
+    state
+        .db
+        .audit(&s.actor(), "handoff", &req.conversation_id)?;
     Ok(Json(serde_json::json!({
         "message": "已通知專人接手這段對話，請稍候；若情況緊急，請直接撥打1999。"
     })))
@@ -470,7 +485,9 @@ pub async fn conversation_view(
     };
     state.db.audit(&s.actor(), "conversation.view", &id)?;
     let conv: Conversation = serde_json::from_str(&json).unwrap_or_default();
-    Ok(Json(serde_json::json!({"id": id, "exchanges": conv.exchanges})))
+    Ok(Json(
+        serde_json::json!({"id": id, "exchanges": conv.exchanges}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -488,7 +505,7 @@ fn default_schema() -> String {
 pub async fn extract(
     State(state): State<Arc<AppState>>,
     s: Session,
-    Json(req): Json<ExtractRequest>,
+    super::Body(req): super::Body<ExtractRequest>,
 ) -> ApiResult<Json<crate::extract::Extraction>> {
     let text = long_text(&state, &req.text)?;
     limits::rate(&state, &s.key)?;
@@ -562,7 +579,7 @@ pub struct AssistRequest {
 pub async fn assist(
     State(state): State<Arc<AppState>>,
     s: Session,
-    Json(req): Json<AssistRequest>,
+    super::Body(req): super::Body<AssistRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.require(Role::Agent)?;
     let text = long_text(&state, &req.text)?;
@@ -680,7 +697,7 @@ pub struct NewCase {
 pub async fn create_case(
     State(state): State<Arc<AppState>>,
     s: Session,
-    Json(req): Json<NewCase>,
+    super::Body(req): super::Body<NewCase>,
 ) -> ApiResult<(StatusCode, Json<Case>)> {
     s.require(Role::Agent)?;
     let text = long_text(&state, &req.text)?;
@@ -726,7 +743,7 @@ pub async fn confirm_case(
     State(state): State<Arc<AppState>>,
     s: Session,
     Path(id): Path<String>,
-    Json(req): Json<ConfirmCase>,
+    super::Body(req): super::Body<ConfirmCase>,
 ) -> ApiResult<Json<Case>> {
     s.require(Role::Agent)?;
     let mut case = load_case(&state, &id).await?;
@@ -740,7 +757,9 @@ pub async fn confirm_case(
     let tax = state.extractor.taxonomy();
     if let Some(cat) = req.category.filter(|c| !c.is_empty()) {
         let Some(known) = tax.categories.iter().find(|c| c.name == cat) else {
-            return Err(ApiError::bad_request(format!("沒有「{cat}」這個案件類別。")));
+            return Err(ApiError::bad_request(format!(
+                "沒有「{cat}」這個案件類別。"
+            )));
         };
         if req.bureau.is_none() {
             case.bureau = Some(known.bureau.clone());
@@ -773,7 +792,7 @@ pub async fn dispatch_case(
     State(state): State<Arc<AppState>>,
     s: Session,
     Path(id): Path<String>,
-    Json(req): Json<Dispatch>,
+    super::Body(req): super::Body<Dispatch>,
 ) -> ApiResult<Json<Case>> {
     s.require(Role::Agent)?;
     let mut case = load_case(&state, &id).await?;

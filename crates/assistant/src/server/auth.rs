@@ -202,10 +202,7 @@ pub async fn session_layer(
         Ok(s) => s,
         Err(e) => return ApiError::internal(e).into_response(),
     };
-    let mutating = !matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
+    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if mutating && !fresh {
         let sent = req
             .headers()
@@ -332,10 +329,7 @@ pub struct SessionInfo {
 }
 
 /// `GET /api/session`.
-pub async fn session_info(
-    State(state): State<Arc<AppState>>,
-    s: Session,
-) -> Json<SessionInfo> {
+pub async fn session_info(State(state): State<Arc<AppState>>, s: Session) -> Json<SessionInfo> {
     Json(SessionInfo {
         csrf: s.csrf,
         role: s.role,
@@ -354,7 +348,7 @@ pub struct Login {
 pub async fn login(
     State(state): State<Arc<AppState>>,
     s: Session,
-    Json(body): Json<Login>,
+    super::Body(body): super::Body<Login>,
 ) -> ApiResult<Response> {
     if !state.limiter.check(&format!("login:{}", s.key)) {
         return Err(ApiError::new(
@@ -393,7 +387,9 @@ pub async fn login(
         .and_then(|(_, r)| Role::parse(r))
         .filter(|_| ok);
     let Some(role) = role else {
-        state.db.audit(&format!("login:{name}"), "login_failed", "-")?;
+        state
+            .db
+            .audit(&format!("login:{name}"), "login_failed", "-")?;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "bad_credentials",

@@ -34,8 +34,8 @@ impl RateLimiter {
         let now = Instant::now();
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((tokens, last)) = b.get_mut(key) {
-            *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_sec)
-                .min(self.burst);
+            *tokens =
+                (*tokens + now.duration_since(*last).as_secs_f64() * self.per_sec).min(self.burst);
             *last = now;
             if *tokens >= 1.0 {
                 *tokens -= 1.0;
@@ -59,7 +59,9 @@ impl RateLimiter {
     }
 }
 
-const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -107,14 +109,24 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP hotline_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE hotline_http_requests_total counter\n");
-        for ((m, r, s), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for ((m, r, s), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             out.push_str(&format!(
                 "hotline_http_requests_total{{method=\"{m}\",route=\"{r}\",status=\"{s}\"}} {n}\n"
             ));
         }
         out.push_str("# HELP hotline_http_request_duration_seconds Request latency by route.\n");
         out.push_str("# TYPE hotline_http_request_duration_seconds histogram\n");
-        for (r, h) in self.latency.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for (r, h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             for (b, c) in BUCKETS.iter().zip(&h.counts) {
                 out.push_str(&format!(
                     "hotline_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{b}\"}} {c}\n"
@@ -191,7 +203,10 @@ pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Nex
     if let Ok(v) = HeaderValue::from_str(&id) {
         h.insert("x-request-id", v);
     }
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     h.insert(

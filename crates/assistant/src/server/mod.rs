@@ -355,7 +355,10 @@ pub fn purge(state: &AppState) -> anyhow::Result<()> {
     let keep = u64::from(state.settings.transfer_log_days.max(366)) * 86_400;
     let n = state.transfer_log().purge_older_than(now as u64, keep)?;
     if n > 0 {
-        tracing::info!(rows = n, "purged transfer-log rows older than the retention");
+        tracing::info!(
+            rows = n,
+            "purged transfer-log rows older than the retention"
+        );
     }
     let conv_cutoff = now - i64::from(state.settings.conversation_days) * 86_400;
     let session_cutoff = now - i64::from(state.settings.session_hours) * 3600;
@@ -441,12 +444,19 @@ async fn shutdown_signal() {
 
 /// Builds the state from the configuration: opens the index (ingesting the bundled corpus and
 /// uploads), the models, the database, and the MyData client.
-pub async fn build(settings: &crate::config::Settings, index_dir: &std::path::Path) -> anyhow::Result<Arc<AppState>> {
+pub async fn build(
+    settings: &crate::config::Settings,
+    index_dir: &std::path::Path,
+) -> anyhow::Result<Arc<AppState>> {
     let s = &settings.server;
     let embedder = crate::embedding::configured(settings)?;
-    let mut retriever = Retriever::open(Some(index_dir), embedder.clone(), settings.retrieval.clone())
-        .await
-        .with_context(|| format!("opening the index at {}", index_dir.display()))?;
+    let mut retriever = Retriever::open(
+        Some(index_dir),
+        embedder.clone(),
+        settings.retrieval.clone(),
+    )
+    .await
+    .with_context(|| format!("opening the index at {}", index_dir.display()))?;
     std::fs::create_dir_all(&s.uploads_dir)
         .with_context(|| format!("creating {}", s.uploads_dir.display()))?;
     let paths = vec![settings.paths.corpus.clone(), s.uploads_dir.clone()];
@@ -539,5 +549,46 @@ impl<V> Bounded<V> {
 
     pub(crate) fn get_mut(&mut self, k: &str) -> Option<&mut V> {
         self.map.get_mut(k)
+    }
+}
+
+/// A JSON body whose rejections (malformed JSON, wrong fields, too large, wrong content type)
+/// answer in the API's error format, in Chinese.
+pub struct Body<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::JsonRejection;
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content_type",
+                "請以 JSON 格式送出（Content-Type: application/json）。",
+            )),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_fields",
+                format!("欄位不正確：{}", e.body_text()),
+            )),
+            Err(JsonRejection::JsonSyntaxError(_)) => {
+                Err(ApiError::bad_request("請求內容不是正確的 JSON。"))
+            }
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "送出的內容太大。",
+            )),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "無法讀取請求：{}",
+                e.body_text()
+            ))),
+        }
     }
 }

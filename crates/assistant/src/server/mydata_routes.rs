@@ -74,7 +74,7 @@ pub struct Start {
 pub async fn start(
     State(state): State<Arc<AppState>>,
     s: Session,
-    Json(req): Json<Start>,
+    super::Body(req): super::Body<Start>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let svc = service(&state)?;
     super::limits::rate(&state, &s.key)?;
@@ -121,7 +121,10 @@ pub async fn callback(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let Ok(svc) = service(&state) else {
-        return to_apply(&format!("error={}", encode("本市尚未開放 MyData 帶入資料。")));
+        return to_apply(&format!(
+            "error={}",
+            encode("本市尚未開放 MyData 帶入資料。")
+        ));
     };
     let tx = q.get("tx_id").cloned().unwrap_or_default();
     let key = s.key.clone();
@@ -150,9 +153,11 @@ pub async fn callback(
     let form_name = match pending {
         Ok(Some(f)) => f,
         Ok(None) => {
-            let _ = state
-                .db
-                .audit(&s.actor(), "mydata.callback_refused", "unknown or used tx_id");
+            let _ = state.db.audit(
+                &s.actor(),
+                "mydata.callback_refused",
+                "unknown or used tx_id",
+            );
             return to_apply(&format!(
                 "error={}",
                 encode("這筆授權已使用過、已逾時或不屬於您的瀏覽器，請重新申請。")
@@ -166,10 +171,8 @@ pub async fn callback(
     let draft_id = hex::encode(rand::random::<[u8; 12]>());
     let did = draft_id.clone();
     let svc2 = svc.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        svc2.complete(&f, None, &q, now() as u64, &did)
-    })
-    .await;
+    let done =
+        tokio::task::spawn_blocking(move || svc2.complete(&f, None, &q, now() as u64, &did)).await;
     match done {
         Ok(Ok(c)) => {
             let bound = svc
@@ -258,7 +261,7 @@ pub async fn set_field(
     State(state): State<Arc<AppState>>,
     s: Session,
     Path(id): Path<String>,
-    Json(req): Json<FieldUpdate>,
+    super::Body(req): super::Body<FieldUpdate>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let (svc, d) = owned(&state, &s, &id).await?;
     let f = form(&state, &d.form)?;
@@ -303,7 +306,11 @@ async fn close(
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?
     .ok_or_else(|| ApiError::not_found("找不到這份申請。"))?;
-    let action = if submit { "draft.submit" } else { "draft.abandon" };
+    let action = if submit {
+        "draft.submit"
+    } else {
+        "draft.abandon"
+    };
     state.db.audit(&s.actor(), action, &id)?;
     let after = svc
         .drafts

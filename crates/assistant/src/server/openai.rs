@@ -69,7 +69,10 @@ fn authorised(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
 }
 
 /// `GET /v1/models`.
-pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<serde_json::Value>> {
+pub async fn models(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
     authorised(&state, &headers)?;
     Ok(Json(serde_json::json!({
         "object": "list",
@@ -81,7 +84,7 @@ pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> A
 pub async fn completions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Json(req): Json<CompletionRequest>,
+    super::Body(req): super::Body<CompletionRequest>,
 ) -> ApiResult<Response> {
     authorised(&state, &headers)?;
     let question = req

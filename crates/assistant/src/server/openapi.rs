@@ -111,7 +111,11 @@ pub fn document() -> Value {
             let mut props = serde_json::Map::new();
             let mut required = Vec::new();
             for (name, ty, req) in r.body {
-                let schema = if *ty == "any" { json!({}) } else { json!({"type": ty}) };
+                let schema = if *ty == "any" {
+                    json!({})
+                } else {
+                    json!({"type": ty})
+                };
                 props.insert(name.to_string(), schema);
                 if *req {
                     required.push(*name);
@@ -130,9 +134,7 @@ pub fn document() -> Value {
                 _ => json!([{"session": []}]),
             };
         }
-        let entry = paths
-            .entry(r.path.to_string())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method] = op;
     }
     json!({

@@ -16,7 +16,7 @@ use models::llm::{
 use retrieval::{BoxError, Embedder, Retriever, RetrieverConfig};
 
 /// Hashed character uni- and bigrams, L2-normalised: similar wording → similar vectors.
-struct NgramEmbedder;
+pub(crate) struct NgramEmbedder;
 
 impl NgramEmbedder {
     fn embed(text: &str) -> Vec<f32> {
@@ -53,7 +53,7 @@ fn repo() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-async fn knowledge_base() -> Arc<Retriever> {
+pub(crate) async fn knowledge_base() -> Arc<Retriever> {
     let mut r = Retriever::open(None, Arc::new(NgramEmbedder), RetrieverConfig::default())
         .await
         .unwrap();
@@ -79,13 +79,13 @@ fn config() -> AnswerConfig {
 }
 
 /// A model that replies with a fixed text and records the prompt it was given.
-struct Scripted {
+pub(crate) struct Scripted {
     reply: String,
     prompts: Mutex<Vec<Vec<ChatMessage>>>,
 }
 
 impl Scripted {
-    fn new(reply: &str) -> Arc<Scripted> {
+    pub(crate) fn new(reply: &str) -> Arc<Scripted> {
         Arc::new(Scripted {
             reply: reply.into(),
             prompts: Mutex::new(Vec::new()),

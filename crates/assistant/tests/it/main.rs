@@ -5,6 +5,7 @@ mod extract;
 mod fuzz;
 mod ingest;
 mod mydata;
+mod server;
 
 /// The repository root (bundled corpus, forms, taxonomy, rules).
 pub fn repo_root() -> std::path::PathBuf {

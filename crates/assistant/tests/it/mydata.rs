@@ -11,7 +11,7 @@ use assistant::mydata::{prefill, Records};
 use knowledge::{load_forms, FormSchema};
 use mydata_sandbox::{Client, Config, Sandbox};
 
-const SECRET: &str = "s3cret-for-tests";
+pub(crate) const SECRET: &str = "s3cret-for-tests";
 
 fn forms() -> Vec<FormSchema> {
     load_forms(&crate::repo_root().join("corpus/forms")).unwrap()
@@ -22,7 +22,7 @@ fn form(name: &str) -> FormSchema {
 }
 
 /// Starts a sandbox on a free port; returns its base URL.
-fn sandbox(tweak: impl FnOnce(&mut Config)) -> (String, mydata_sandbox::Shared) {
+pub(crate) fn sandbox(tweak: impl FnOnce(&mut Config)) -> (String, mydata_sandbox::Shared) {
     let mut cfg = Config::from_files(
         &crate::repo_root().join("corpus/mydata/datasets.toml"),
         &crate::repo_root().join("corpus/mydata/synthetic_residents.toml"),
@@ -56,7 +56,7 @@ fn sandbox(tweak: impl FnOnce(&mut Config)) -> (String, mydata_sandbox::Shared) 
     (format!("http://{addr}"), state)
 }
 
-fn client(base: &str) -> MyDataClient {
+pub(crate) fn client(base: &str) -> MyDataClient {
     let mut c = MyDataClient::new(base, "hotline", SECRET);
     c.load_provider_keys().unwrap();
     c.max_wait = Duration::from_secs(20);
@@ -65,7 +65,7 @@ fn client(base: &str) -> MyDataClient {
 
 /// The resident's browser: identity check with `method`/`secret`, then consent or refusal.
 /// Returns the callback's query parameters.
-fn browser(
+pub(crate) fn browser(
     url: &str,
     id_number: &str,
     secret: &str,
@@ -212,8 +212,12 @@ fn consented_transfers_prefill_the_drafts_and_are_logged() {
     assert!(mine[0].success);
     assert_eq!(log.for_subject("A223451071").unwrap().len(), 1);
     assert!(log.for_subject("A123451088").unwrap().is_empty());
-    let raw = std::fs::read_to_string(dir.path().join("transfers.db")).unwrap();
-    assert!(!raw.contains("A123451006") && !raw.contains("王大明"));
+    // Neither the database nor its write-ahead log holds the ID number or the name.
+    for file in ["transfers.db", "transfers.db-wal"] {
+        let raw = std::fs::read(dir.path().join(file)).unwrap_or_default();
+        let has = |needle: &str| raw.windows(needle.len()).any(|w| w == needle.as_bytes());
+        assert!(!has("A123451006") && !has("王大明"), "{file}");
+    }
     // Rows older than a year are purged; newer ones stay.
     assert_eq!(
         log.purge_older_than(1_764_000_000 + 366 * 86_400, 365 * 86_400)
@@ -456,7 +460,9 @@ fn the_prefill_service_records_consent_and_transfer_and_purges_on_submit() {
     // Refused consent: logged as such, no draft.
     let (_, url) = svc.begin(&cc, "tx-svc-2", "http://127.0.0.1/cb").unwrap();
     let cb = browser(&url, "A123451006", "123456", false).unwrap();
-    assert!(svc.complete(&cc, Some("A123451006"), &cb, now, "d-2").is_err());
+    assert!(svc
+        .complete(&cc, Some("A123451006"), &cb, now, "d-2")
+        .is_err());
     assert!(svc.drafts.get("d-2").unwrap().is_none());
     let rows = svc.log.for_subject("A123451006").unwrap();
     assert_eq!(rows.len(), 1);
@@ -465,7 +471,10 @@ fn the_prefill_service_records_consent_and_transfer_and_purges_on_submit() {
     // An abandoned-in-place draft: after its window, MyData values go, corrections stay.
     let (_, url) = svc.begin(&cc, "tx-svc-3", "http://127.0.0.1/cb").unwrap();
     let cb = browser(&url, "A123451006", "123456", true).unwrap();
-    let d = svc.complete(&cc, Some("A123451006"), &cb, now, "d-3").unwrap().draft;
+    let d = svc
+        .complete(&cc, Some("A123451006"), &cb, now, "d-3")
+        .unwrap()
+        .draft;
     svc.drafts
         .correct("d-3", "applicant.phone", "0922333444".into())
         .unwrap();
