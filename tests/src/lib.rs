@@ -1,3 +1,436 @@
-//! End-to-end tests across crates (a spawned server, a real browser, the MyData sandbox, audio)
-//! live here as the service, MyData and voice issues land. The knowledge-base flow is covered
-//! end to end by `crates/assistant/tests/it` (the real binary with the real embedder).
+//! End-to-end tests across crates: the real `assistant` binary spawned as a server (real e5
+//! embedder, the bundled corpus, SQLite on disk), driven over HTTP and in a real browser
+//! (Debian's Chromium through chromedriver's WebDriver protocol), and killed with SIGKILL to
+//! check durability. Helpers shared by the tests live here.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A built binary of the workspace (`scripts/test` builds them all before testing).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` (scripts/test does) first",
+        p.display()
+    );
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The index of the bundled guides built once with the real embedder; each server gets a copy.
+pub fn prepared_index() -> PathBuf {
+    static INDEX: OnceLock<PathBuf> = OnceLock::new();
+    INDEX
+        .get_or_init(|| {
+            let dir = repo_root().join("target/e2e/index-template");
+            let out = Command::new(binary("assistant"))
+                .current_dir(repo_root())
+                .args(["--index"])
+                .arg(&dir)
+                .args(["ingest", "corpus/guides"])
+                .output()
+                .expect("running assistant ingest");
+            assert!(
+                out.status.success(),
+                "ingest failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            dir
+        })
+        .clone()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else if e.file_name() != ".tantivy-writer.lock" {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A spawned `assistant serve`.
+pub struct Server {
+    pub base: String,
+    pub dir: PathBuf,
+    child: Child,
+    env: Vec<(String, String)>,
+    port: u16,
+}
+
+impl Server {
+    /// Starts a server with its own index copy, database and uploads under `dir`.
+    pub fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Server {
+        let index = dir.join("index");
+        if !index.exists() {
+            copy_dir(&prepared_index(), &index);
+        }
+        let mut env: Vec<(String, String)> = vec![
+            ("ASSISTANT__SERVER__DB_PATH".into(), dir.join("state.db").display().to_string()),
+            ("ASSISTANT__SERVER__KEY_PATH".into(), dir.join("server.key").display().to_string()),
+            ("ASSISTANT__SERVER__UPLOADS_DIR".into(), dir.join("uploads").display().to_string()),
+            ("ASSISTANT__SERVER__CHAT_LLM".into(), "false".into()),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        for (k, v) in extra_env {
+            env.push((k.to_string(), v.to_string()));
+        }
+        let port = free_port();
+        let mut s = Server {
+            base: format!("http://127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+            child: spawn(dir, &env, port),
+            env,
+            port,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&mut self) {
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = ureq::get(&format!("{}/readyz", self.base))
+                .timeout(Duration::from_secs(2))
+                .call()
+            {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the server exited with {status}: {}",
+                    std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "the server did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill_9(&mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+
+    /// Starts again on the same port, database and index.
+    pub fn restart(&mut self) {
+        self.child = spawn(&self.dir, &self.env, self.port);
+        self.wait_ready();
+    }
+
+    /// Creates a staff account through the CLI (password on standard input).
+    pub fn add_user(&self, name: &str, password: &str, role: &str) {
+        let mut c = Command::new(binary("assistant"))
+            .current_dir(repo_root())
+            .envs(self.env.iter().cloned())
+            .args(["user", name, "--role", role])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(c.stdin.take().unwrap(), "{password}").unwrap();
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+fn spawn(dir: &Path, env: &[(String, String)], port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    Command::new(binary("assistant"))
+        .current_dir(repo_root())
+        .envs(env.iter().cloned())
+        .arg("--index")
+        .arg(dir.join("index"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawning assistant serve")
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client that keeps the session cookie and sends the CSRF token, like the pages.
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+    cookie: Option<String>,
+    csrf: Option<String>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+impl Client {
+    pub fn open(base: &str) -> Client {
+        let mut c = Client {
+            base: base.to_string(),
+            agent: ureq::AgentBuilder::new()
+                .redirects(0)
+                .timeout(Duration::from_secs(60))
+                .build(),
+            cookie: None,
+            csrf: None,
+        };
+        let s = c.get("/api/session");
+        c.csrf = s.json()["csrf"].as_str().map(String::from);
+        c
+    }
+
+    fn finish(&mut self, r: Result<ureq::Response, ureq::Error>) -> Reply {
+        let r = match r {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("transport: {e}"),
+        };
+        let mut headers = BTreeMap::new();
+        for name in r.headers_names() {
+            if let Some(v) = r.header(&name) {
+                headers.insert(name.to_ascii_lowercase(), v.to_string());
+            }
+        }
+        if let Some(c) = r.header("set-cookie") {
+            self.cookie = Some(c.split(';').next().unwrap_or_default().to_string());
+        }
+        Reply {
+            status: r.status(),
+            headers,
+            body: r.into_string().unwrap_or_default(),
+        }
+    }
+
+    fn req(&self, method: &str, path: &str) -> ureq::Request {
+        let mut r = self.agent.request(method, &format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            r = r.set("Cookie", c);
+        }
+        if let Some(t) = &self.csrf {
+            r = r.set("X-CSRF-Token", t);
+        }
+        r
+    }
+
+    pub fn get(&mut self, path: &str) -> Reply {
+        let r = self.req("GET", path).call();
+        self.finish(r)
+    }
+
+    pub fn post(&mut self, path: &str, body: &Value) -> Reply {
+        let r = self
+            .req("POST", path)
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string());
+        self.finish(r)
+    }
+
+    pub fn login(&mut self, user: &str, password: &str) {
+        let r = self.post("/api/login", &json!({"username": user, "password": password}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        self.csrf = r.json()["csrf"].as_str().map(String::from);
+    }
+}
+
+/// A WebDriver session on headless Chromium (chromedriver from Debian's `chromium-driver`).
+pub struct Browser {
+    driver: Child,
+    url: String,
+    agent: ureq::Agent,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    pub fn start() -> Browser {
+        let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect(
+                "chromedriver not found: install Debian's chromium and chromium-driver \
+                 (apt-get install chromium chromium-driver; .ci/run does)",
+            );
+        let port = free_port();
+        let driver = Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(120))
+            .build();
+        let started = Instant::now();
+        while agent.get(&format!("{base}/status")).call().is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                    "--window-size=420,900", "--lang=zh-TW",
+                    format!("--user-data-dir={}", profile.path().display())]
+            }
+        }}});
+        let r: Value = post_json(&agent, &format!("{base}/session"), &caps);
+        let id = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {r}"))
+            .to_string();
+        Browser {
+            driver,
+            url: format!("{base}/session/{id}"),
+            agent,
+            _profile: profile,
+        }
+    }
+
+    fn cmd(&self, path: &str, body: Value) -> Value {
+        post_json(&self.agent, &format!("{}{path}", self.url), &body)["value"].clone()
+    }
+
+    fn query(&self, path: &str) -> Value {
+        let r = self
+            .agent
+            .get(&format!("{}{path}", self.url))
+            .call()
+            .map(|r| r.into_string().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_json::from_str::<Value>(&r).unwrap()["value"].clone()
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.cmd("/url", json!({"url": url}));
+    }
+
+    pub fn current_url(&self) -> String {
+        self.query("/url").as_str().unwrap_or_default().to_string()
+    }
+
+    /// The first element matching a CSS selector, waiting up to `secs`.
+    pub fn wait_for(&self, css: &str, secs: u64) -> String {
+        let started = Instant::now();
+        loop {
+            let v = self.cmd("/elements", json!({"using": "css selector", "value": css}));
+            if let Some(e) = v.as_array().and_then(|a| a.first()) {
+                if let Some(id) = e.as_object().and_then(|o| o.values().next()) {
+                    return id.as_str().unwrap().to_string();
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(secs),
+                "no element {css} after {secs} s; page text: {}",
+                self.script("return document.body.innerText", json!([]))
+            );
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.wait_for(css, 20);
+        self.cmd(&format!("/element/{id}/clear"), json!({}));
+        self.cmd(&format!("/element/{id}/value"), json!({"text": text}));
+    }
+
+    pub fn click(&self, css: &str) {
+        let id = self.wait_for(css, 20);
+        self.cmd(&format!("/element/{id}/click"), json!({}));
+    }
+
+    pub fn text(&self, css: &str) -> String {
+        let id = self.wait_for(css, 20);
+        self.query(&format!("/element/{id}/text"))
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn script(&self, js: &str, args: Value) -> Value {
+        self.cmd("/execute/sync", json!({"script": js, "args": args}))
+    }
+
+    /// Saves a PNG screenshot.
+    pub fn screenshot(&self, path: &Path) {
+        use base64::Engine;
+        let b64 = self.query("/screenshot");
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap_or_default())
+            .unwrap();
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.agent.delete(&self.url).call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn post_json(agent: &ureq::Agent, url: &str, body: &Value) -> Value {
+    let r = agent
+        .post(url)
+        .set("Content-Type", "application/json")
+        .send_string(&body.to_string());
+    let text = match r {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r.into_string().unwrap_or_default(),
+        Err(e) => panic!("{url}: {e}"),
+    };
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
+}

@@ -1,0 +1,212 @@
+//! The real binary as a server: durability under `kill -9`, and the pages in a real browser.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use e2e_tests::{repo_root, Browser, Client, Server};
+use serde_json::json;
+
+const CALLS: &[&str] = &[
+    "大安區復興南路一段路口編號12345的路燈不亮，電話0912345678",
+    "中山區民生東路三段的人孔蓋破了，很危險",
+    "樓下KTV每天唱到三點，在信義區松仁路",
+    "士林區中正路有一棵路樹倒在路中間",
+];
+
+#[test]
+fn no_committed_case_or_log_row_is_lost_when_the_server_is_killed_during_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = Server::start(dir.path(), &[("ASSISTANT__SERVER__RATE_PER_MINUTE", "100000")]);
+    srv.add_user("agent01", "agent-password-1", "agent");
+
+    // Writers: cases (each also an audit row) and resident conversations flagged for hand-off.
+    let acked_cases = Arc::new(Mutex::new(Vec::<String>::new()));
+    let acked_handoffs = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..2 {
+        let (base, acked, stop) = (srv.base.clone(), acked_cases.clone(), stop.clone());
+        writers.push(std::thread::spawn(move || {
+            let mut c = Client::open(&base);
+            c.login("agent01", "agent-password-1");
+            let mut i = w;
+            while !stop.load(Ordering::Relaxed) {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    c.post("/api/cases", &json!({"text": CALLS[i % CALLS.len()]}))
+                }));
+                match r {
+                    Ok(r) if r.status == 201 => {
+                        acked.lock().unwrap().push(r.json()["id"].as_str().unwrap().into())
+                    }
+                    // The server died mid-request: the write was never acknowledged.
+                    _ => break,
+                }
+                i += 2;
+            }
+        }));
+    }
+    {
+        let (base, acked, stop) = (srv.base.clone(), acked_handoffs.clone(), stop.clone());
+        writers.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut c = Client::open(&base);
+                    let chat = c.post("/api/chat", &json!({"message": "敬老卡要帶什麼？"}));
+                    let conv = chat
+                        .body
+                        .lines()
+                        .find_map(|l| l.strip_prefix("data:"))
+                        .and_then(|d| serde_json::from_str::<serde_json::Value>(d.trim()).ok())
+                        .and_then(|v| v["conversation_id"].as_str().map(String::from))?;
+                    let h = c.post("/api/handoff", &json!({"conversation_id": conv}));
+                    (h.status == 200).then_some(conv)
+                }));
+                match r {
+                    Ok(Some(conv)) => acked.lock().unwrap().push(conv),
+                    _ => break,
+                }
+            }
+        }));
+    }
+    // Let writes run, then kill the server in the middle of them.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while acked_cases.lock().unwrap().len() < 30 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    srv.kill_9();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let cases = acked_cases.lock().unwrap().clone();
+    let handoffs = acked_handoffs.lock().unwrap().clone();
+    assert!(cases.len() >= 10, "too few writes before the kill: {}", cases.len());
+
+    // Restart on the same database: every acknowledged row is there.
+    srv.restart();
+    let mut agent = Client::open(&srv.base);
+    agent.login("agent01", "agent-password-1");
+    let listed = agent.get("/api/cases").json();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    for id in &cases {
+        assert!(ids.contains(&id.as_str()), "case {id} was acknowledged but lost");
+    }
+    let waiting = agent.get("/api/handoffs").json();
+    let convs: Vec<&str> = waiting
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conversation_id"].as_str().unwrap())
+        .collect();
+    for c in &handoffs {
+        assert!(convs.contains(&c.as_str()), "hand-off {c} was acknowledged but lost");
+    }
+    // The audit log has a creation row for every acknowledged case.
+    let db = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+    for id in &cases {
+        let n: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'case.create' AND target = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "audit row for {id}");
+    }
+    let integrity: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    eprintln!(
+        "durability: {} cases and {} hand-offs acknowledged before SIGKILL, all present after restart",
+        cases.len(),
+        handoffs.len()
+    );
+}
+
+#[test]
+fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(dir.path(), &[]);
+    srv.add_user("agent01", "agent-password-1", "agent");
+    let shots = repo_root().join("target/e2e/screenshots");
+    let b = Browser::start();
+
+    // Resident: ask, see the streamed answer with citations, open a citation.
+    b.goto(&format!("{}/", srv.base));
+    b.type_into("#input", "我媽70歲要怎麼辦敬老卡？");
+    b.click("#send");
+    b.wait_for(".assistant .answer-text", 60);
+    let answer = b.text(".assistant .answer-text");
+    assert!(answer.contains("敬老"), "{answer}");
+    b.wait_for(".citation", 10);
+    let citation = b.text(".citation");
+    assert!(citation.contains("敬老卡"), "{citation}");
+    b.screenshot(&shots.join("resident-answer.png"));
+    b.click(".citation");
+    b.wait_for("#guide-dialog[open]", 10);
+    let guide = b.text("#guide-dialog");
+    assert!(guide.contains("應備文件") || guide.contains("申請資格"), "{guide}");
+    b.screenshot(&shots.join("resident-citation.png"));
+
+    // Agent: sign in, analyse a call, create and dispatch the case.
+    b.goto(&format!("{}/login?next=/console", srv.base));
+    b.type_into("#username", "agent01");
+    b.type_into("#password", "agent-password-1");
+    b.click("#login");
+    for _ in 0..100 {
+        if b.current_url().ends_with("/console") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(b.current_url().ends_with("/console"), "{}", b.current_url());
+    b.type_into("#call-text", CALLS[0]);
+    b.click("#analyze");
+    let mut category = String::new();
+    for _ in 0..100 {
+        category = b
+            .script(
+                "const e = document.querySelector('#case-category'); return e ? e.value : '';",
+                json!([]),
+            )
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !category.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(category, "路燈不亮或損壞");
+    b.wait_for("#suggestion .citation, #suggestion button", 20);
+    b.click("#create-case");
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = b.text("#case-status");
+        if status.contains("確認") || status.contains("confirmed") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.click("#dispatch-case");
+    for _ in 0..100 {
+        status = b.text("#case-status");
+        if status.contains("派工") && !status.contains("確認") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.screenshot(&shots.join("agent-console.png"));
+    let mut agent = Client::open(&srv.base);
+    agent.login("agent01", "agent-password-1");
+    let cases = agent.get("/api/cases").json();
+    assert_eq!(cases[0]["status"], "dispatched", "{cases}; page status {status}");
+    assert_eq!(cases[0]["bureau"], "工務局");
+}
