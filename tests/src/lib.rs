@@ -38,16 +38,43 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// The index of the bundled guides built once with the real embedder; each server gets a copy.
+/// The index of the bundled guides, built with the real embedder once per corpus version and
+/// cached outside the clone (embedding the 580 sections takes minutes on two cores), keyed by
+/// the SHA-256 of the guides. Each server gets a copy.
 pub fn prepared_index() -> PathBuf {
     static INDEX: OnceLock<PathBuf> = OnceLock::new();
     INDEX
         .get_or_init(|| {
-            let dir = repo_root().join("target/e2e/index-template");
+            use sha2::{Digest, Sha256};
+            let guides = repo_root().join("corpus/guides");
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&guides)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            let mut h = Sha256::new();
+            for f in &files {
+                h.update(f.file_name().unwrap().to_string_lossy().as_bytes());
+                h.update(std::fs::read(f).unwrap_or_default());
+            }
+            let key = hex::encode(h.finalize());
+            let cache = std::env::var_os("ASSISTANT_CACHE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                        .join(".cache/hotline-assistant")
+                })
+                .join("e2e-index");
+            let dir = cache.join(&key[..16]);
+            if dir.join("done").exists() {
+                return dir;
+            }
+            let tmp = cache.join(format!("{}.part-{}", &key[..16], std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
             let out = Command::new(binary("assistant"))
                 .current_dir(repo_root())
                 .args(["--index"])
-                .arg(&dir)
+                .arg(&tmp)
                 .args(["ingest", "corpus/guides"])
                 .output()
                 .expect("running assistant ingest");
@@ -56,6 +83,9 @@ pub fn prepared_index() -> PathBuf {
                 "ingest failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            std::fs::write(tmp.join("done"), &key).unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::rename(&tmp, &dir).unwrap();
             dir
         })
         .clone()
@@ -68,7 +98,7 @@ fn copy_dir(from: &Path, to: &Path) {
         let target = to.join(e.file_name());
         if e.file_type().unwrap().is_dir() {
             copy_dir(&e.path(), &target);
-        } else if e.file_name() != ".tantivy-writer.lock" {
+        } else if e.file_name() != ".tantivy-writer.lock" && e.file_name() != "done" {
             std::fs::copy(e.path(), &target).unwrap();
         }
     }
@@ -91,9 +121,18 @@ impl Server {
             copy_dir(&prepared_index(), &index);
         }
         let mut env: Vec<(String, String)> = vec![
-            ("ASSISTANT__SERVER__DB_PATH".into(), dir.join("state.db").display().to_string()),
-            ("ASSISTANT__SERVER__KEY_PATH".into(), dir.join("server.key").display().to_string()),
-            ("ASSISTANT__SERVER__UPLOADS_DIR".into(), dir.join("uploads").display().to_string()),
+            (
+                "ASSISTANT__SERVER__DB_PATH".into(),
+                dir.join("state.db").display().to_string(),
+            ),
+            (
+                "ASSISTANT__SERVER__KEY_PATH".into(),
+                dir.join("server.key").display().to_string(),
+            ),
+            (
+                "ASSISTANT__SERVER__UPLOADS_DIR".into(),
+                dir.join("uploads").display().to_string(),
+            ),
             ("ASSISTANT__SERVER__CHAT_LLM".into(), "false".into()),
             ("RUST_LOG".into(), "warn".into()),
         ];
@@ -162,7 +201,11 @@ impl Server {
             .unwrap();
         writeln!(c.stdin.take().unwrap(), "{password}").unwrap();
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -273,7 +316,10 @@ impl Client {
     }
 
     pub fn login(&mut self, user: &str, password: &str) {
-        let r = self.post("/api/login", &json!({"username": user, "password": password}));
+        let r = self.post(
+            "/api/login",
+            &json!({"username": user, "password": password}),
+        );
         assert_eq!(r.status, 200, "{}", r.body);
         self.csrf = r.json()["csrf"].as_str().map(String::from);
     }
@@ -309,7 +355,10 @@ impl Browser {
             .build();
         let started = Instant::now();
         while agent.get(&format!("{base}/status")).call().is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "chromedriver did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "chromedriver did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let profile = tempfile::tempdir().unwrap();
@@ -386,7 +435,8 @@ impl Browser {
 
     pub fn click(&self, css: &str) {
         let id = self.wait_for(css, 20);
-        self.cmd(&format!("/element/{id}/click"), json!({}));
+        let r = self.cmd(&format!("/element/{id}/click"), json!({}));
+        assert!(r.get("error").is_none(), "clicking {css}: {r}");
     }
 
     pub fn text(&self, css: &str) -> String {

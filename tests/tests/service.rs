@@ -17,7 +17,10 @@ const CALLS: &[&str] = &[
 #[test]
 fn no_committed_case_or_log_row_is_lost_when_the_server_is_killed_during_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut srv = Server::start(dir.path(), &[("ASSISTANT__SERVER__RATE_PER_MINUTE", "100000")]);
+    let mut srv = Server::start(
+        dir.path(),
+        &[("ASSISTANT__SERVER__RATE_PER_MINUTE", "100000")],
+    );
     srv.add_user("agent01", "agent-password-1", "agent");
 
     // Writers: cases (each also an audit row) and resident conversations flagged for hand-off.
@@ -36,9 +39,10 @@ fn no_committed_case_or_log_row_is_lost_when_the_server_is_killed_during_writes(
                     c.post("/api/cases", &json!({"text": CALLS[i % CALLS.len()]}))
                 }));
                 match r {
-                    Ok(r) if r.status == 201 => {
-                        acked.lock().unwrap().push(r.json()["id"].as_str().unwrap().into())
-                    }
+                    Ok(r) if r.status == 201 => acked
+                        .lock()
+                        .unwrap()
+                        .push(r.json()["id"].as_str().unwrap().into()),
                     // The server died mid-request: the write was never acknowledged.
                     _ => break,
                 }
@@ -81,7 +85,11 @@ fn no_committed_case_or_log_row_is_lost_when_the_server_is_killed_during_writes(
     }
     let cases = acked_cases.lock().unwrap().clone();
     let handoffs = acked_handoffs.lock().unwrap().clone();
-    assert!(cases.len() >= 10, "too few writes before the kill: {}", cases.len());
+    assert!(
+        cases.len() >= 10,
+        "too few writes before the kill: {}",
+        cases.len()
+    );
 
     // Restart on the same database: every acknowledged row is there.
     srv.restart();
@@ -95,7 +103,10 @@ fn no_committed_case_or_log_row_is_lost_when_the_server_is_killed_during_writes(
         .map(|c| c["id"].as_str().unwrap())
         .collect();
     for id in &cases {
-        assert!(ids.contains(&id.as_str()), "case {id} was acknowledged but lost");
+        assert!(
+            ids.contains(&id.as_str()),
+            "case {id} was acknowledged but lost"
+        );
     }
     let waiting = agent.get("/api/handoffs").json();
     let convs: Vec<&str> = waiting
@@ -105,7 +116,10 @@ fn no_committed_case_or_log_row_is_lost_when_the_server_is_killed_during_writes(
         .map(|c| c["conversation_id"].as_str().unwrap())
         .collect();
     for c in &handoffs {
-        assert!(convs.contains(&c.as_str()), "hand-off {c} was acknowledged but lost");
+        assert!(
+            convs.contains(&c.as_str()),
+            "hand-off {c} was acknowledged but lost"
+        );
     }
     // The audit log has a creation row for every acknowledged case.
     let db = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
@@ -152,7 +166,10 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
     b.click(".citation");
     b.wait_for("#guide-dialog[open]", 10);
     let guide = b.text("#guide-dialog");
-    assert!(guide.contains("應備文件") || guide.contains("申請資格"), "{guide}");
+    assert!(
+        guide.contains("應備文件") || guide.contains("申請資格"),
+        "{guide}"
+    );
     b.screenshot(&shots.join("resident-citation.png"));
 
     // Agent: sign in, analyse a call, create and dispatch the case.
@@ -207,6 +224,9 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
     let mut agent = Client::open(&srv.base);
     agent.login("agent01", "agent-password-1");
     let cases = agent.get("/api/cases").json();
-    assert_eq!(cases[0]["status"], "dispatched", "{cases}; page status {status}");
+    assert_eq!(
+        cases[0]["status"], "dispatched",
+        "{cases}; page status {status}"
+    );
     assert_eq!(cases[0]["bureau"], "工務局");
 }
