@@ -230,3 +230,42 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
     );
     assert_eq!(cases[0]["bureau"], "工務局");
 }
+
+#[test]
+fn two_hundred_chat_clients_get_answers_or_503s_with_retry_after_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    // No per-session limit here: every client hammers as fast as it can (the page's own pace is
+    // far slower); the in-flight cap and the LLM queue are the defaults.
+    let srv = Server::start(
+        dir.path(),
+        &[
+            ("ASSISTANT__SERVER__RATE_PER_MINUTE", "100000"),
+            ("ASSISTANT__SERVER__RATE_BURST", "1000"),
+        ],
+    );
+    let out = std::process::Command::new(e2e_tests::binary("eval"))
+        .current_dir(repo_root())
+        .args([
+            "load",
+            "--url",
+            &srv.base,
+            "--clients",
+            "200",
+            "--duration",
+            "15",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    eprintln!("load: {summary}");
+    assert!(summary["answers"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(summary["errors_other_than_503"], 0, "{summary}");
+    assert_eq!(summary["shed_without_retry_after"], 0, "{summary}");
+}

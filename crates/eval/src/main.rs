@@ -4,6 +4,7 @@
 mod answer_suite;
 mod extract_suite;
 mod llm_suite;
+mod load_suite;
 mod route_suite;
 
 use std::collections::{BTreeMap, HashSet};
@@ -57,6 +58,8 @@ enum Suite {
     Extract(extract_suite::ExtractArgs),
     /// Bureau routing: accuracy and macro F1 (leave-one-out on the FAQ's own questions).
     Route(route_suite::RouteArgs),
+    /// Load on a running server: concurrent chat clients, throughput, p50/p99, statuses.
+    Load(load_suite::LoadArgs),
 }
 
 #[derive(clap::Args)]
@@ -104,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Suite::Llm(args) => llm_suite::run(&settings, &args)?,
         Suite::Extract(args) => extract_suite::run(&settings, &args).await?,
         Suite::Route(args) => route_suite::run(&settings, &args).await?,
+        Suite::Load(args) => load_suite::run(&args).await?,
     };
     println!("{}", serde_json::to_string(&summary)?);
     let mut failed = false;

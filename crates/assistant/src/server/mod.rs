@@ -96,7 +96,7 @@ impl Default for ServerSettings {
             max_text_chars: 4000,
             rate_per_minute: 30.0,
             rate_burst: 10.0,
-            max_inflight: 64,
+            max_inflight: 16,
             llm_queue: 2,
             chat_llm: true,
             secure_cookies: false,
