@@ -269,7 +269,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let mut pw = String::new();
             std::io::stdin().read_line(&mut pw)?;
-            let db = assistant::store::Db::open(&settings.server.db_path)?;
+            let db = assistant::store::Db::open_configured(
+                settings.server.database_url.as_deref(),
+                &settings.server.db_path,
+            )?;
             assistant::server::auth::create_user(
                 &db,
                 &username,

@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
-use rusqlite::params;
-
-use crate::store::{Context, Db};
+use crate::store::{params, Db, Row};
 
 /// One row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,57 +83,36 @@ impl TransferLog {
     pub fn append(&self, mut row: TransferRecord, id_number: &str) -> std::io::Result<()> {
         row.subject = self.subject(id_number);
         self.db
-            .with(|c| {
-                c.execute(
-                    "INSERT INTO transfer_log (time, kind, counterpart, subject, form, tx_id, \
-                     datasets, success, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
-                        row.time as i64,
-                        row.kind,
-                        row.counterpart,
-                        row.subject,
-                        row.form,
-                        row.tx_id,
-                        serde_json::to_string(&row.datasets).unwrap_or_default(),
-                        i64::from(row.success),
-                        row.reason
-                    ],
-                )
-                .what("append transfer row")
-            })
+            .execute(
+                "INSERT INTO transfer_log (time, kind, counterpart, subject, form, tx_id, \
+                 datasets, success, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    row.time,
+                    row.kind,
+                    row.counterpart,
+                    row.subject,
+                    row.form,
+                    row.tx_id,
+                    serde_json::to_string(&row.datasets).unwrap_or_default(),
+                    row.success,
+                    row.reason
+                ],
+            )
             .map(|_| ())
             .map_err(std::io::Error::other)
     }
 
-    fn query(&self, filter: &str, arg: &str, limit: i64) -> std::io::Result<Vec<TransferRecord>> {
+    fn query(
+        &self,
+        filter: &str,
+        args: &[crate::store::Val],
+    ) -> std::io::Result<Vec<TransferRecord>> {
         let sql = format!(
             "SELECT time, kind, counterpart, subject, form, tx_id, datasets, success, reason \
-             FROM transfer_log {filter} ORDER BY id LIMIT ?2"
+             FROM transfer_log {filter}"
         );
-        self.db
-            .with(|c| {
-                let mut st = c.prepare(&sql).what("query transfer log")?;
-                let rows = st
-                    .query_map(params![arg, limit], |r| {
-                        Ok(TransferRecord {
-                            time: r.get::<_, i64>(0)? as u64,
-                            kind: r.get(1)?,
-                            counterpart: r.get(2)?,
-                            subject: r.get(3)?,
-                            form: r.get(4)?,
-                            tx_id: r.get(5)?,
-                            datasets: serde_json::from_str(&r.get::<_, String>(6)?)
-                                .unwrap_or_default(),
-                            success: r.get::<_, i64>(7)? != 0,
-                            reason: r.get(8)?,
-                        })
-                    })
-                    .what("query transfer log")?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .what("read transfer log")?;
-                Ok(rows)
-            })
-            .map_err(std::io::Error::other)
+        let rows = self.db.query(&sql, args).map_err(std::io::Error::other)?;
+        Ok(rows.iter().map(record).collect())
     }
 
     /// The rows about one resident (what their own access-log page shows).
@@ -149,25 +126,36 @@ impl TransferLog {
         if subject.is_empty() {
             return Ok(Vec::new());
         }
-        self.query("WHERE subject = ?1", subject, i64::MAX)
+        self.query("WHERE subject = ?1 ORDER BY id", params![subject])
     }
 
-    /// The latest rows, for administrators (subjects stay hashed).
+    /// The latest rows, for administrators (subjects stay hashed), oldest first.
     pub fn recent(&self, limit: usize) -> std::io::Result<Vec<TransferRecord>> {
-        let mut rows = self.query("WHERE ?1 = ?1", "", i64::MAX)?;
-        let skip = rows.len().saturating_sub(limit);
-        Ok(rows.split_off(skip))
+        let mut rows = self.query("ORDER BY id DESC LIMIT ?1", params![limit as i64])?;
+        rows.reverse();
+        Ok(rows)
     }
 
     /// Deletes rows older than `keep_secs` before `now`; returns how many.
     pub fn purge_older_than(&self, now: u64, keep_secs: u64) -> std::io::Result<usize> {
-        let cutoff = now.saturating_sub(keep_secs) as i64;
+        let cutoff = now.saturating_sub(keep_secs);
         self.db
-            .with(|c| {
-                c.execute("DELETE FROM transfer_log WHERE time < ?1", [cutoff])
-                    .what("purge transfer log")
-            })
+            .execute("DELETE FROM transfer_log WHERE time < ?1", params![cutoff])
             .map_err(std::io::Error::other)
+    }
+}
+
+fn record(r: &Row) -> TransferRecord {
+    TransferRecord {
+        time: r.int(0) as u64,
+        kind: r.text(1),
+        counterpart: r.text(2),
+        subject: r.text(3),
+        form: r.text(4),
+        tx_id: r.text(5),
+        datasets: serde_json::from_str(&r.text(6)).unwrap_or_default(),
+        success: r.int(7) != 0,
+        reason: r.opt_text(8),
     }
 }
 

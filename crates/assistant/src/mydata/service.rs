@@ -7,15 +7,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use rusqlite::params;
-
 use knowledge::FormSchema;
 use serde::{Deserialize, Serialize};
 
 use super::client::{ConsentScreen, MyDataClient, MyDataError};
 use super::log::{TransferLog, TransferRecord};
 use super::prefill;
-use crate::store::{Context, Db};
+use crate::store::{params, Db};
 
 /// One value of a draft.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,22 +73,12 @@ impl DraftStore {
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default();
         self.db
-            .with(|c| {
-                c.execute(
-                    "INSERT INTO drafts (id, session, form, status, created, expires, body) \
-                     VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET \
-                     status = excluded.status, expires = excluded.expires, body = excluded.body",
-                    params![
-                        d.id,
-                        d.form,
-                        status,
-                        d.created as i64,
-                        d.expires as i64,
-                        body
-                    ],
-                )
-                .what("save draft")
-            })
+            .execute(
+                "INSERT INTO drafts (id, session, form, status, created, expires, body) \
+                 VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET \
+                 status = excluded.status, expires = excluded.expires, body = excluded.body",
+                params![d.id, d.form, status, d.created, d.expires, body],
+            )
             .map(|_| ())
             .map_err(std::io::Error::other)
     }
@@ -98,13 +86,10 @@ impl DraftStore {
     /// Ties a draft to the session that may see it.
     pub fn bind(&self, id: &str, session: &str) -> std::io::Result<()> {
         self.db
-            .with(|c| {
-                c.execute(
-                    "UPDATE drafts SET session = ?2 WHERE id = ?1",
-                    params![id, session],
-                )
-                .what("bind draft")
-            })
+            .execute(
+                "UPDATE drafts SET session = ?2 WHERE id = ?1",
+                params![id, session],
+            )
             .map(|_| ())
             .map_err(std::io::Error::other)
     }
@@ -112,17 +97,17 @@ impl DraftStore {
     /// The session a draft belongs to.
     pub fn owner(&self, id: &str) -> std::io::Result<Option<String>> {
         self.db
-            .scalar::<Option<String>>("SELECT session FROM drafts WHERE id = ?1", [id])
-            .map(Option::flatten)
+            .query_one("SELECT session FROM drafts WHERE id = ?1", params![id])
+            .map(|r| r.and_then(|r| r.opt_text(0)))
             .map_err(std::io::Error::other)
     }
 
     pub fn get(&self, id: &str) -> std::io::Result<Option<Draft>> {
-        let body = self
+        let row = self
             .db
-            .scalar::<String>("SELECT body FROM drafts WHERE id = ?1", [id])
+            .query_one("SELECT body FROM drafts WHERE id = ?1", params![id])
             .map_err(std::io::Error::other)?;
-        Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
+        Ok(row.and_then(|r| serde_json::from_str(&r.text(0)).ok()))
     }
 
     /// The resident corrects or adds a value.
@@ -181,18 +166,14 @@ impl DraftStore {
     pub fn purge_expired(&self, now: u64) -> std::io::Result<usize> {
         let ids: Vec<String> = self
             .db
-            .with(|c| {
-                let mut st = c
-                    .prepare("SELECT id FROM drafts WHERE status = 'open' AND expires <= ?1")
-                    .what("query expired drafts")?;
-                let ids = st
-                    .query_map([now as i64], |r| r.get(0))
-                    .what("query expired drafts")?
-                    .collect::<rusqlite::Result<Vec<String>>>()
-                    .what("read expired drafts")?;
-                Ok(ids)
-            })
-            .map_err(std::io::Error::other)?;
+            .query(
+                "SELECT id FROM drafts WHERE status = 'open' AND expires <= ?1",
+                params![now],
+            )
+            .map_err(std::io::Error::other)?
+            .iter()
+            .map(|r| r.text(0))
+            .collect();
         for id in &ids {
             self.close(id, DraftStatus::Expired)?;
         }

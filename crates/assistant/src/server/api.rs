@@ -11,7 +11,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use knowledge::SectionKind;
-use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -20,7 +19,7 @@ use super::auth::{Role, Session};
 use super::{limits, ApiError, ApiResult, AppState};
 use crate::answer::{Answer, AnswerEvent, AnswerKind, Answerer, AskContext, Citation};
 use crate::chat::{Chat, Conversation};
-use crate::store::{now, Context};
+use crate::store::{now, params, Row};
 
 /// The answer as pages and API clients see it.
 #[derive(Debug, Clone, Serialize)]
@@ -151,14 +150,13 @@ async fn conversation(
         let lookup = id.clone();
         let row: Option<String> = state
             .db
-            .call(move |c| {
-                c.query_row(
-                    "SELECT state FROM conversations WHERE id = ?1 AND session = ?2",
-                    params![lookup, key],
-                    |r| r.get(0),
-                )
-                .optional()
-                .what("read conversation")
+            .call(move |db| {
+                Ok(db
+                    .query_one(
+                        "SELECT state FROM conversations WHERE id = ?1 AND session = ?2",
+                        params![lookup, key],
+                    )?
+                    .map(|r| r.text(0)))
             })
             .await?;
         // An unknown or expired id (purged, another browser's) starts a new conversation.
@@ -180,16 +178,15 @@ fn save_conversation(
 ) -> crate::store::Result<()> {
     let json = serde_json::to_string(conv).unwrap_or_default();
     let t = now();
-    state.db.with(|c| {
-        c.execute(
+    state
+        .db
+        .execute(
             "INSERT INTO conversations (id, session, state, handoff, created, updated) \
              VALUES (?1, ?2, ?3, 0, ?4, ?4) ON CONFLICT (id) DO UPDATE SET \
              state = excluded.state, updated = excluded.updated",
             params![id, session, json, t],
         )
-        .what("save conversation")
         .map(|_| ())
-    })
 }
 
 /// `POST /api/chat`: Server-Sent Events `meta`, `draft` (the extractive answer at once),
@@ -404,12 +401,11 @@ pub async fn handoff(
     let (key, id) = (s.key.clone(), req.conversation_id.clone());
     let n = state
         .db
-        .call(move |c| {
-            c.execute(
+        .call(move |db| {
+            db.execute(
                 "UPDATE conversations SET handoff = 1, updated = ?3 WHERE id = ?1 AND session = ?2",
                 params![id, key, now()],
             )
-            .what("flag hand-off")
         })
         .await?;
     if n == 0 {
@@ -431,19 +427,16 @@ pub async fn handoffs(
     s.require(Role::Agent)?;
     let rows: Vec<(String, i64, String)> = state
         .db
-        .call(|c| {
-            let mut st = c
-                .prepare(
+        .call(|db| {
+            Ok(db
+                .query(
                     "SELECT id, updated, state FROM conversations WHERE handoff = 1 \
                      ORDER BY updated DESC LIMIT 100",
-                )
-                .what("query hand-offs")?;
-            let rows = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .what("query hand-offs")?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .what("read hand-offs")?;
-            Ok(rows)
+                    &[],
+                )?
+                .into_iter()
+                .map(|r| (r.text(0), r.int(1), r.text(2)))
+                .collect())
         })
         .await?;
     Ok(Json(
@@ -470,14 +463,13 @@ pub async fn conversation_view(
     let lookup = id.clone();
     let json: Option<String> = state
         .db
-        .call(move |c| {
-            c.query_row(
-                "SELECT state FROM conversations WHERE id = ?1",
-                [lookup],
-                |r| r.get(0),
-            )
-            .optional()
-            .what("read conversation")
+        .call(move |db| {
+            Ok(db
+                .query_one(
+                    "SELECT state FROM conversations WHERE id = ?1",
+                    params![lookup],
+                )?
+                .map(|r| r.text(0)))
         })
         .await?;
     let Some(json) = json else {
@@ -624,18 +616,18 @@ pub struct Case {
     pub created_by: String,
 }
 
-fn read_case(r: &rusqlite::Row<'_>) -> rusqlite::Result<Case> {
-    Ok(Case {
-        id: r.get(0)?,
-        created: r.get(1)?,
-        updated: r.get(2)?,
-        status: r.get(3)?,
-        category: r.get(4)?,
-        bureau: r.get(5)?,
-        fields: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
-        summary: r.get(7)?,
-        created_by: r.get(8)?,
-    })
+fn read_case(r: &Row) -> Case {
+    Case {
+        id: r.text(0),
+        created: r.int(1),
+        updated: r.int(2),
+        status: r.text(3),
+        category: r.opt_text(4),
+        bureau: r.opt_text(5),
+        fields: serde_json::from_str(&r.text(6)).unwrap_or_default(),
+        summary: r.text(7),
+        created_by: r.text(8),
+    }
 }
 
 const CASE_COLUMNS: &str =
@@ -645,14 +637,13 @@ async fn load_case(state: &AppState, id: &str) -> ApiResult<Case> {
     let id = id.to_string();
     state
         .db
-        .call(move |c| {
-            c.query_row(
-                &format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1"),
-                [id],
-                read_case,
-            )
-            .optional()
-            .what("read case")
+        .call(move |db| {
+            Ok(db
+                .query_one(
+                    &format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1"),
+                    params![id],
+                )?
+                .map(|r| read_case(&r)))
         })
         .await?
         .ok_or_else(|| ApiError::not_found("找不到這個案件。"))
@@ -662,8 +653,8 @@ async fn store_case(state: &AppState, case: &Case) -> ApiResult<()> {
     let c2 = case.clone();
     state
         .db
-        .call(move |c| {
-            c.execute(
+        .call(move |db| {
+            db.execute(
                 &format!(
                     "INSERT INTO cases ({CASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
                      ON CONFLICT (id) DO UPDATE SET updated = excluded.updated, \
@@ -682,7 +673,6 @@ async fn store_case(state: &AppState, case: &Case) -> ApiResult<()> {
                     c2.created_by
                 ],
             )
-            .what("save case")
         })
         .await?;
     Ok(())
@@ -828,18 +818,17 @@ pub async fn list_cases(
     s.require(Role::Agent)?;
     let rows = state
         .db
-        .call(|c| {
-            let mut st = c
-                .prepare(&format!(
-                    "SELECT {CASE_COLUMNS} FROM cases ORDER BY created DESC, id DESC LIMIT 200"
-                ))
-                .what("query cases")?;
-            let rows = st
-                .query_map([], read_case)
-                .what("query cases")?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .what("read cases")?;
-            Ok(rows)
+        .call(|db| {
+            Ok(db
+                .query(
+                    &format!(
+                        "SELECT {CASE_COLUMNS} FROM cases ORDER BY created DESC, id DESC LIMIT 200"
+                    ),
+                    &[],
+                )?
+                .iter()
+                .map(read_case)
+                .collect::<Vec<_>>())
         })
         .await?;
     Ok(Json(rows))

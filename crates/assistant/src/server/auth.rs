@@ -16,12 +16,11 @@ use axum::http::{header, request::Parts, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, ApiResult, AppState};
-use crate::store::{now, Context, Db};
+use crate::store::{now, params, Db};
 
 pub const COOKIE: &str = "sid";
 
@@ -137,22 +136,13 @@ fn load(state: &AppState, id: &str, fresh: bool) -> crate::store::Result<Session
     let row = if fresh {
         None
     } else {
-        state.db.with(|c| {
-            use rusqlite::OptionalExtension;
-            c.query_row(
+        state
+            .db
+            .query_one(
                 "SELECT role, username, subject FROM sessions WHERE id_hash = ?1",
-                [&key],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                    ))
-                },
-            )
-            .optional()
-            .what("read session")
-        })?
+                params![key],
+            )?
+            .map(|r| (r.text(0), r.opt_text(1), r.opt_text(2)))
     };
     let (role, username, subject) = match row {
         Some((r, u, s)) => (Role::parse(&r).unwrap_or(Role::Resident), u, s),
@@ -273,22 +263,20 @@ pub fn create_user(db: &Db, username: &str, password: &str, role: Role) -> anyho
         anyhow::bail!("居民不需要帳號");
     }
     let hash = hash_password(password)?;
-    db.with(|c| {
-        c.execute(
-            "INSERT INTO users (username, password_hash, role, created) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, \
-             role = excluded.role",
-            params![name, hash, role.as_str(), now()],
-        )
-        .what("create user")
-    })?;
+    db.execute(
+        "INSERT INTO users (username, password_hash, role, created) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, \
+         role = excluded.role",
+        params![name, hash, role.as_str(), now()],
+    )?;
     Ok(())
 }
 
 /// On first run (no accounts), creates `admin` with a random password and returns it.
 pub fn bootstrap_admin(db: &Db) -> anyhow::Result<Option<String>> {
-    let n: i64 = db
-        .scalar("SELECT COUNT(*) FROM users", [])?
+    let n = db
+        .query_one("SELECT COUNT(*) FROM users", &[])?
+        .map(|r| r.int(0))
         .unwrap_or_default();
     if n > 0 {
         return Ok(None);
@@ -308,16 +296,13 @@ pub fn bootstrap_admin(db: &Db) -> anyhow::Result<Option<String>> {
 
 /// Ties a resident session to the MyData subject its transfer was about.
 pub fn bind_subject(db: &Db, session: &Session, subject: &str) -> crate::store::Result<()> {
-    db.with(|c| {
-        c.execute(
-            "INSERT INTO sessions (id_hash, csrf, role, username, subject, created, last_seen) \
-             VALUES (?1, '', 'resident', NULL, ?2, ?3, ?3) ON CONFLICT (id_hash) DO UPDATE SET \
-             subject = excluded.subject, last_seen = excluded.last_seen",
-            params![session.key, subject, now()],
-        )
-        .what("bind subject")
-        .map(|_| ())
-    })
+    db.execute(
+        "INSERT INTO sessions (id_hash, csrf, role, username, subject, created, last_seen) \
+         VALUES (?1, '', 'resident', NULL, ?2, ?3, ?3) ON CONFLICT (id_hash) DO UPDATE SET \
+         subject = excluded.subject, last_seen = excluded.last_seen",
+        params![session.key, subject, now()],
+    )
+    .map(|_| ())
 }
 
 #[derive(Serialize)]
@@ -358,18 +343,16 @@ pub async fn login(
         ));
     }
     let name = body.username.trim().to_string();
-    let db = state.db.clone();
     let lookup = name.clone();
-    let row: Option<(String, String)> = db
-        .call(move |c| {
-            use rusqlite::OptionalExtension;
-            c.query_row(
-                "SELECT password_hash, role FROM users WHERE username = ?1",
-                [&lookup],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .what("read user")
+    let row: Option<(String, String)> = state
+        .db
+        .call(move |db| {
+            Ok(db
+                .query_one(
+                    "SELECT password_hash, role FROM users WHERE username = ?1",
+                    params![lookup],
+                )?
+                .map(|r| (r.text(0), r.text(1))))
         })
         .await?;
     let password = body.password;
@@ -402,13 +385,12 @@ pub async fn login(
     let uname = name.clone();
     state
         .db
-        .call(move |c| {
-            c.execute(
+        .call(move |db| {
+            db.execute(
                 "INSERT INTO sessions (id_hash, csrf, role, username, subject, created, last_seen) \
                  VALUES (?1, '', ?2, ?3, NULL, ?4, ?4)",
                 params![key, role.as_str(), uname, t],
             )
-            .what("create session")
         })
         .await?;
     state
@@ -430,10 +412,7 @@ pub async fn logout(State(state): State<Arc<AppState>>, s: Session) -> ApiResult
     let key = s.key.clone();
     state
         .db
-        .call(move |c| {
-            c.execute("DELETE FROM sessions WHERE id_hash = ?1", [key])
-                .what("delete session")
-        })
+        .call(move |db| db.execute("DELETE FROM sessions WHERE id_hash = ?1", params![key]))
         .await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut()

@@ -47,8 +47,11 @@ pub struct ServerSettings {
     pub addr: String,
     /// The address residents' browsers use (for the MyData callback URL).
     pub public_url: Option<String>,
-    /// The SQLite database.
+    /// The SQLite database (when `database_url` is not set).
     pub db_path: PathBuf,
+    /// `postgres://user:password@host/db` to keep state in PostgreSQL instead (several
+    /// instances behind a load balancer). Better given as `ASSISTANT__SERVER__DATABASE_URL`.
+    pub database_url: Option<String>,
     /// The server's secret (cookie CSRF tokens, the transfer log's keyed hash); created at
     /// first start with mode 0600.
     pub key_path: PathBuf,
@@ -88,6 +91,7 @@ impl Default for ServerSettings {
             addr: "127.0.0.1:8080".into(),
             public_url: None,
             db_path: PathBuf::from("var/state.db"),
+            database_url: None,
             key_path: PathBuf::from("var/server.key"),
             uploads_dir: PathBuf::from("var/guides"),
             eval_reports: PathBuf::from("target/eval-report"),
@@ -362,25 +366,20 @@ pub fn purge(state: &AppState) -> anyhow::Result<()> {
     }
     let conv_cutoff = now - i64::from(state.settings.conversation_days) * 86_400;
     let session_cutoff = now - i64::from(state.settings.session_hours) * 3600;
-    state.db.with(|c| {
-        use crate::store::Context;
-        c.execute(
-            "DELETE FROM conversations WHERE updated < ?1",
-            [conv_cutoff],
-        )
-        .what("purge conversations")?;
-        c.execute(
-            "DELETE FROM sessions WHERE last_seen < ?1 AND role <> 'resident'",
-            [session_cutoff],
-        )
-        .what("purge sessions")?;
-        c.execute(
-            "DELETE FROM mydata_pending WHERE created < ?1",
-            [now - 3600],
-        )
-        .what("purge pending transfers")?;
-        Ok(())
-    })?;
+    use crate::store::params;
+    let db = &state.db;
+    db.execute(
+        "DELETE FROM conversations WHERE updated < ?1",
+        params![conv_cutoff],
+    )?;
+    db.execute(
+        "DELETE FROM sessions WHERE last_seen < ?1 AND role <> 'resident'",
+        params![session_cutoff],
+    )?;
+    db.execute(
+        "DELETE FROM mydata_pending WHERE created < ?1",
+        params![now - 3600],
+    )?;
     Ok(())
 }
 
@@ -482,7 +481,7 @@ pub async fn build(
     };
     let walkthroughs = crate::walkthrough::load_dir(&settings.paths.walkthroughs)?;
     let extractor = Extractor::open(settings)?.with_embedder(embedder)?;
-    let db = Db::open(&s.db_path)?;
+    let db = Db::open_configured(s.database_url.as_deref(), &s.db_path)?;
     let secret = load_or_create_secret(&s.key_path)?;
     let mydata = if settings.mydata.base_url.is_empty() {
         None

@@ -9,14 +9,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use rusqlite::{params, OptionalExtension};
 use serde::Deserialize;
 
 use super::auth::{bind_subject, Session};
 use super::{ApiError, ApiResult, AppState};
 use crate::mydata::client::ConsentScreen;
 use crate::mydata::service::{Draft, PrefillService};
-use crate::store::{now, Context};
+use crate::store::{now, params};
 
 fn service(state: &AppState) -> ApiResult<Arc<PrefillService>> {
     state.mydata.clone().ok_or_else(|| {
@@ -86,12 +85,11 @@ pub async fn start(
     let (key, tx2, name) = (s.key.clone(), tx.clone(), f.name.clone());
     state
         .db
-        .call(move |c| {
-            c.execute(
+        .call(move |db| {
+            db.execute(
                 "INSERT INTO mydata_pending (tx_id, session, form, created) VALUES (?1, ?2, ?3, ?4)",
                 params![tx2, key, name, now()],
             )
-            .what("remember transaction")
         })
         .await?;
     Ok(Json(serde_json::json!({"redirect": url})))
@@ -129,25 +127,17 @@ pub async fn callback(
     let tx = q.get("tx_id").cloned().unwrap_or_default();
     let key = s.key.clone();
     let tx2 = tx.clone();
-    // Take the pending row (single use): a replayed or foreign tx_id finds nothing.
+    // Take the pending row (single use, one atomic statement): a replayed or foreign tx_id
+    // finds nothing.
     let pending = state
         .db
-        .call(move |c| {
-            let t = c.transaction().what("begin")?;
-            let form: Option<String> = t
-                .query_row(
-                    "SELECT form FROM mydata_pending WHERE tx_id = ?1 AND session = ?2",
+        .call(move |db| {
+            Ok(db
+                .query_one(
+                    "DELETE FROM mydata_pending WHERE tx_id = ?1 AND session = ?2 RETURNING form",
                     params![tx2, key],
-                    |r| r.get(0),
-                )
-                .optional()
-                .what("read pending transaction")?;
-            if form.is_some() {
-                t.execute("DELETE FROM mydata_pending WHERE tx_id = ?1", [&tx2])
-                    .what("use pending transaction")?;
-            }
-            t.commit().what("commit")?;
-            Ok(form)
+                )?
+                .map(|r| r.text(0)))
         })
         .await;
     let form_name = match pending {

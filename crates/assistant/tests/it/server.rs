@@ -30,6 +30,16 @@ pub(crate) fn start(
     llm: Option<Arc<dyn ChatModel>>,
     mydata: Option<assistant::mydata::client::MyDataClient>,
 ) -> TestServer {
+    start_with(tweak, llm, mydata, Db::memory().unwrap())
+}
+
+/// As [`start`], on the given database.
+pub(crate) fn start_with(
+    tweak: impl FnOnce(&mut ServerSettings),
+    llm: Option<Arc<dyn ChatModel>>,
+    mydata: Option<assistant::mydata::client::MyDataClient>,
+    db: Db,
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = ServerSettings {
         uploads_dir: dir.path().join("uploads"),
@@ -67,7 +77,7 @@ pub(crate) fn start(
                 walkthroughs: assistant::walkthrough::load_dir(&root.join("corpus/walkthroughs"))
                     .unwrap(),
                 extractor: crate::bundled_extractor(),
-                db: Db::memory().unwrap(),
+                db,
                 secret: b"test-secret-test-secret-test-secret".to_vec(),
                 mydata,
             });
@@ -445,7 +455,11 @@ fn a_full_llm_queue_leaves_answers_retrieval_only_and_a_full_server_sheds_with_5
 
 #[test]
 fn agents_take_a_case_from_intake_to_dispatch_and_residents_cannot() {
-    let srv = start(|_| {}, None, None);
+    case_flow(Db::memory().unwrap());
+}
+
+fn case_flow(db: Db) {
+    let srv = start_with(|_| {}, None, None, db);
     server::auth::create_user(&srv.state.db, "agent01", "agent-password-1", Role::Agent).unwrap();
     let mut resident = Browser::open(&srv.base);
     let r = resident.post("/api/cases", &json!({"text": "路燈不亮"}));
@@ -633,9 +647,13 @@ fn the_route_table_health_readiness_metrics_and_pages_are_served() {
 
 #[test]
 fn mydata_prefill_over_the_server_consent_callback_draft_submit_and_own_log() {
+    mydata_flow(Db::memory().unwrap());
+}
+
+fn mydata_flow(db: Db) {
     use crate::mydata::{browser, client, sandbox};
     let (mbase, _sb) = sandbox(|cfg| cfg.clients[0].return_url_prefix = "http://127.0.0.1:".into());
-    let srv = start(|_| {}, None, Some(client(&mbase)));
+    let srv = start_with(|_| {}, None, Some(client(&mbase)), db);
     let mut b = Browser::open(&srv.base);
     let forms = b.get("/api/forms").json();
     assert!(forms
@@ -803,4 +821,37 @@ fn administrators_upload_a_guide_and_it_is_answerable_after_the_reindex() {
         "{a}"
     );
     assert_eq!(b.get("/api/admin/guides").status, 401);
+}
+
+/// The same migrations and flows on a real PostgreSQL (`scripts/test` starts Debian's server
+/// and sets `TEST_DATABASE_URL`).
+#[test]
+fn postgres_runs_the_same_migrations_case_flow_and_mydata_flow() {
+    let url = std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL is not set: run scripts/test, which starts PostgreSQL \
+         (scripts/postgres-test-db), or point it at a scratch database",
+    );
+    {
+        // A clean schema: the database is scratch, owned by the test role.
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+            .unwrap();
+    }
+    let db = Db::connect_postgres(&url).unwrap();
+    assert_eq!(db.backend(), "postgres");
+    assert_eq!(
+        db.version().unwrap(),
+        assistant::store::MIGRATIONS.len() as i64
+    );
+    // Reconnecting applies nothing twice.
+    let again = Db::connect_postgres(&url).unwrap();
+    assert_eq!(
+        again.version().unwrap(),
+        assistant::store::MIGRATIONS.len() as i64
+    );
+    case_flow(db.clone());
+    mydata_flow(db.clone());
+    let rows = db.audit_rows(100).unwrap();
+    assert!(rows.iter().any(|r| r.action == "case.dispatch"));
+    assert!(rows.iter().any(|r| r.action == "draft.submit"));
 }
