@@ -855,3 +855,75 @@ fn postgres_runs_the_same_migrations_case_flow_and_mydata_flow() {
     assert!(rows.iter().any(|r| r.action == "case.dispatch"));
     assert!(rows.iter().any(|r| r.action == "draft.submit"));
 }
+
+/// A model that emits a piece every 50 ms for 10 s and records how many it was allowed to emit.
+struct Dripping(std::sync::Mutex<Option<usize>>);
+
+impl ChatModel for Dripping {
+    fn describe(&self) -> String {
+        "dripping".into()
+    }
+    fn chat(
+        &self,
+        _: &[ChatMessage],
+        _: &GenerationParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> models::Result<GenerationStats> {
+        let mut n = 0;
+        for _ in 0..200 {
+            std::thread::sleep(Duration::from_millis(50));
+            n += 1;
+            if !on_text("好") {
+                break;
+            }
+        }
+        *self.0.lock().unwrap() = Some(n);
+        Ok(GenerationStats {
+            prompt_tokens: 1,
+            reused_prompt_tokens: 0,
+            generated_tokens: n,
+            prefill_ms: 1.0,
+            first_token_ms: 1.0,
+            generation_ms: 1.0,
+            finish: FinishReason::Stop,
+        })
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        text.chars().count()
+    }
+}
+
+#[test]
+fn generation_stops_when_the_client_disconnects() {
+    use std::io::{Read, Write};
+    let model = Arc::new(Dripping(std::sync::Mutex::new(None)));
+    let srv = start(|_| {}, Some(model.clone()), None);
+    let host = srv.base.trim_start_matches("http://").to_string();
+    let body = json!({"message": "敬老卡要帶什麼？"}).to_string();
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    write!(
+        s,
+        "POST /api/chat HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // Read until the first generated piece arrives, then hang up.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("event: token") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(s);
+    let started = std::time::Instant::now();
+    let emitted = loop {
+        if let Some(n) = *model.0.lock().unwrap() {
+            break n;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "generation never ended");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(emitted < 100, "generation went on after the client left: {emitted} pieces");
+}
