@@ -922,8 +922,14 @@ fn generation_stops_when_the_client_disconnects() {
         if let Some(n) = *model.0.lock().unwrap() {
             break n;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "generation never ended");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "generation never ended"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(emitted < 100, "generation went on after the client left: {emitted} pieces");
+    assert!(
+        emitted < 100,
+        "generation went on after the client left: {emitted} pieces"
+    );
 }
