@@ -234,12 +234,13 @@ impl Drop for Server {
     }
 }
 
-/// An HTTP client that keeps the session cookie and sends the CSRF token, like the pages.
+/// An HTTP client that keeps the session cookie and sends the CSRF token, like the pages (also
+/// used by `assistant`'s in-process server tests).
 pub struct Client {
     base: String,
     agent: ureq::Agent,
     cookie: Option<String>,
-    csrf: Option<String>,
+    pub csrf: Option<String>,
 }
 
 pub struct Reply {
@@ -255,8 +256,9 @@ impl Reply {
 }
 
 impl Client {
-    pub fn open(base: &str) -> Client {
-        let mut c = Client {
+    /// A client with no session yet.
+    pub fn new(base: &str) -> Client {
+        Client {
             base: base.to_string(),
             agent: ureq::AgentBuilder::new()
                 .redirects(0)
@@ -264,8 +266,14 @@ impl Client {
                 .build(),
             cookie: None,
             csrf: None,
-        };
+        }
+    }
+
+    /// Opens the session like the pages do.
+    pub fn open(base: &str) -> Client {
+        let mut c = Client::new(base);
         let s = c.get("/api/session");
+        assert_eq!(s.status, 200, "{}", s.body);
         c.csrf = s.json()["csrf"].as_str().map(String::from);
         c
     }
@@ -308,21 +316,51 @@ impl Client {
     }
 
     pub fn post(&mut self, path: &str, body: &Value) -> Reply {
+        self.post_raw(path, "application/json", &body.to_string())
+    }
+
+    pub fn post_raw(&mut self, path: &str, content_type: &str, body: &str) -> Reply {
         let r = self
             .req("POST", path)
-            .set("Content-Type", "application/json")
-            .send_string(&body.to_string());
+            .set("Content-Type", content_type)
+            .send_string(body);
         self.finish(r)
     }
 
-    pub fn login(&mut self, user: &str, password: &str) {
+    /// Signs in; on success the session's new CSRF token is used from then on.
+    pub fn login(&mut self, user: &str, password: &str) -> Reply {
         let r = self.post(
             "/api/login",
             &json!({"username": user, "password": password}),
         );
-        assert_eq!(r.status, 200, "{}", r.body);
-        self.csrf = r.json()["csrf"].as_str().map(String::from);
+        if r.status == 200 {
+            self.csrf = r.json()["csrf"].as_str().map(String::from);
+        }
+        r
     }
+}
+
+/// Server-Sent Events as (event, data) pairs; data is parsed as JSON where it is JSON.
+pub fn events(body: &str) -> Vec<(String, Value)> {
+    body.replace("\r\n", "\n")
+        .split("\n\n")
+        .filter_map(|block| {
+            let mut name = "message".to_string();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            if data.is_empty() {
+                return None;
+            }
+            let v = serde_json::from_str(&data).unwrap_or(Value::String(data));
+            Some((name, v))
+        })
+        .collect()
 }
 
 /// A WebDriver session on headless Chromium (chromedriver from Debian's `chromium-driver`).

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e_tests::{repo_root, Browser, Client, Server};
+use e2e_tests::{events, repo_root, Browser, Client, Server};
 use serde_json::json;
 
 const CALLS: &[&str] = &[
@@ -32,7 +32,7 @@ fn no_committed_case_or_log_row_is_lost_when_the_server_is_killed_during_writes(
         let (base, acked, stop) = (srv.base.clone(), acked_cases.clone(), stop.clone());
         writers.push(std::thread::spawn(move || {
             let mut c = Client::open(&base);
-            c.login("agent01", "agent-password-1");
+            assert_eq!(c.login("agent01", "agent-password-1").status, 200);
             let mut i = w;
             while !stop.load(Ordering::Relaxed) {
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -57,12 +57,9 @@ fn no_committed_case_or_log_row_is_lost_when_the_server_is_killed_during_writes(
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let mut c = Client::open(&base);
                     let chat = c.post("/api/chat", &json!({"message": "敬老卡要帶什麼？"}));
-                    let conv = chat
-                        .body
-                        .lines()
-                        .find_map(|l| l.strip_prefix("data:"))
-                        .and_then(|d| serde_json::from_str::<serde_json::Value>(d.trim()).ok())
-                        .and_then(|v| v["conversation_id"].as_str().map(String::from))?;
+                    let conv = events(&chat.body)
+                        .first()
+                        .and_then(|(_, v)| v["conversation_id"].as_str().map(String::from))?;
                     let h = c.post("/api/handoff", &json!({"conversation_id": conv}));
                     (h.status == 200).then_some(conv)
                 }));
@@ -94,7 +91,7 @@ fn no_committed_case_or_log_row_is_lost_when_the_server_is_killed_during_writes(
     // Restart on the same database: every acknowledged row is there.
     srv.restart();
     let mut agent = Client::open(&srv.base);
-    agent.login("agent01", "agent-password-1");
+    assert_eq!(agent.login("agent01", "agent-password-1").status, 200);
     let listed = agent.get("/api/cases").json();
     let ids: Vec<&str> = listed
         .as_array()
@@ -222,7 +219,7 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
     }
     b.screenshot(&shots.join("agent-console.png"));
     let mut agent = Client::open(&srv.base);
-    agent.login("agent01", "agent-password-1");
+    assert_eq!(agent.login("agent01", "agent-password-1").status, 200);
     let cases = agent.get("/api/cases").json();
     assert_eq!(
         cases[0]["status"], "dispatched",

@@ -111,6 +111,19 @@ pub struct MyDataClient {
     agent: ureq::Agent,
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters (for a query value).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn package_key(client_secret: &str, tx_id: &str) -> [u8; 32] {
     Sha256::digest(format!("mydata-sandbox|{client_secret}|{tx_id}")).into()
 }
@@ -172,18 +185,12 @@ impl MyDataClient {
             return Err(MyDataError::TooManyDatasets(names.len()));
         }
         let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(names.join(":"));
-        let mut url = format!(
-            "{}/service/{}/{encoded}/{tx_id}?returnUrl=",
-            self.base_url, self.client_id
-        );
-        for b in return_url.bytes() {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                url.push(b as char);
-            } else {
-                url.push_str(&format!("%{b:02X}"));
-            }
-        }
-        Ok(url)
+        Ok(format!(
+            "{}/service/{}/{encoded}/{tx_id}?returnUrl={}",
+            self.base_url,
+            self.client_id,
+            percent_encode(return_url)
+        ))
     }
 
     /// Downloads and opens the package for a consented transfer, waiting (as the platform

@@ -271,7 +271,7 @@ pub async fn transfers(
     s: Session,
 ) -> ApiResult<Json<Vec<crate::mydata::log::TransferRecord>>> {
     s.require(Role::Admin)?;
-    let log = state.transfer_log();
+    let log = state.transfer_log.clone();
     let rows = tokio::task::spawn_blocking(move || log.recent(500))
         .await
         .map_err(ApiError::internal)?

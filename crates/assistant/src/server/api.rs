@@ -87,12 +87,7 @@ fn long_text(state: &AppState, text: &str) -> ApiResult<String> {
 }
 
 /// Follow-up questions the guide can answer and the reply did not cover.
-pub(super) fn follow_ups(
-    state: &AppState,
-    retriever: &retrieval::Retriever,
-    a: &Answer,
-) -> Vec<String> {
-    let _ = state;
+pub(super) fn follow_ups(retriever: &retrieval::Retriever, a: &Answer) -> Vec<String> {
     let Some(doc) = &a.doc_id else {
         return Vec::new();
     };
@@ -316,7 +311,7 @@ async fn run_chat(
         tokio::task::spawn_blocking(move || save_conversation(&st, &session, &id, &conv)).await??;
     }
     let fin = Final {
-        follow_ups: follow_ups(state, &kb.retriever, &a),
+        follow_ups: follow_ups(&kb.retriever, &a),
         answer: AnswerView::from(&a),
         llm_status: llm_status(initial, &a),
         conversation_id: conv_id,

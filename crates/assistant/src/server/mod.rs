@@ -154,6 +154,8 @@ pub struct AppState {
     pub db: Db,
     pub secret: Vec<u8>,
     pub mydata: Option<Arc<PrefillService>>,
+    /// The transfer log (also without MyData configured, for the admin page and the purge).
+    pub transfer_log: TransferLog,
     pub metrics: limits::Metrics,
     pub limiter: limits::RateLimiter,
     pub inflight: Arc<Semaphore>,
@@ -177,11 +179,12 @@ pub struct Parts {
 
 impl AppState {
     pub fn new(p: Parts) -> Arc<AppState> {
-        let log_key = auth::derive(&p.secret, b"transfer-log");
+        let transfer_log =
+            TransferLog::new(p.db.clone(), &auth::derive(&p.secret, b"transfer-log"));
         let mydata = p.mydata.map(|client| {
             Arc::new(PrefillService {
                 client,
-                log: TransferLog::new(p.db.clone(), &log_key),
+                log: transfer_log.clone(),
                 drafts: DraftStore::new(p.db.clone()),
             })
         });
@@ -201,17 +204,10 @@ impl AppState {
             db: p.db,
             secret: p.secret,
             mydata,
+            transfer_log,
             metrics: limits::Metrics::default(),
             jobs: admin::Jobs::default(),
         })
-    }
-
-    /// The transfer log (also without MyData configured, for the admin page).
-    pub fn transfer_log(&self) -> TransferLog {
-        TransferLog::new(
-            self.db.clone(),
-            &auth::derive(&self.secret, b"transfer-log"),
-        )
     }
 
     /// Where the platform sends the browser back.
@@ -357,7 +353,7 @@ pub fn purge(state: &AppState) -> anyhow::Result<()> {
         }
     }
     let keep = u64::from(state.settings.transfer_log_days.max(366)) * 86_400;
-    let n = state.transfer_log().purge_older_than(now as u64, keep)?;
+    let n = state.transfer_log.purge_older_than(now as u64, keep)?;
     if n > 0 {
         tracing::info!(
             rows = n,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::auth::{bind_subject, Session};
 use super::{ApiError, ApiResult, AppState};
-use crate::mydata::client::ConsentScreen;
+use crate::mydata::client::{percent_encode, ConsentScreen};
 use crate::mydata::service::{Draft, PrefillService};
 use crate::store::{now, params};
 
@@ -99,16 +99,9 @@ fn to_apply(query: &str) -> Response {
     Redirect::to(&format!("/apply?{query}")).into_response()
 }
 
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// Back to the application page with a message for the resident.
+fn apply_error(message: &str) -> Response {
+    to_apply(&format!("error={}", percent_encode(message)))
 }
 
 /// `GET /mydata/callback?code=&tx_id=&permission_ticket=`: the platform sends the browser
@@ -119,10 +112,7 @@ pub async fn callback(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let Ok(svc) = service(&state) else {
-        return to_apply(&format!(
-            "error={}",
-            encode("本市尚未開放 MyData 帶入資料。")
-        ));
+        return apply_error("本市尚未開放 MyData 帶入資料。");
     };
     let tx = q.get("tx_id").cloned().unwrap_or_default();
     let key = s.key.clone();
@@ -148,15 +138,12 @@ pub async fn callback(
                 "mydata.callback_refused",
                 "unknown or used tx_id",
             );
-            return to_apply(&format!(
-                "error={}",
-                encode("這筆授權已使用過、已逾時或不屬於您的瀏覽器，請重新申請。")
-            ));
+            return apply_error("這筆授權已使用過、已逾時或不屬於您的瀏覽器，請重新申請。");
         }
         Err(e) => return ApiError::internal(e).into_response(),
     };
     let Ok(f) = form(&state, &form_name).cloned() else {
-        return to_apply(&format!("error={}", encode("找不到這項申辦服務。")));
+        return apply_error("找不到這項申辦服務。");
     };
     let draft_id = hex::encode(rand::random::<[u8; 12]>());
     let did = draft_id.clone();
@@ -178,7 +165,7 @@ pub async fn callback(
         }
         Ok(Err(e)) => {
             let _ = state.db.audit(&s.actor(), "mydata.failed", &form_name);
-            to_apply(&format!("error={}", encode(&e.to_string())))
+            apply_error(&e.to_string())
         }
         Err(e) => ApiError::internal(e).into_response(),
     }
@@ -342,7 +329,7 @@ pub async fn my_log(
     let Some(subject) = s.subject.clone() else {
         return Ok(Json(Vec::new()));
     };
-    let log = state.transfer_log();
+    let log = state.transfer_log.clone();
     let rows = tokio::task::spawn_blocking(move || log.for_subject_hash(&subject))
         .await
         .map_err(ApiError::internal)?

@@ -10,8 +10,8 @@ use assistant::answer::{AnswerConfig, AnswerKind, Answerer, AskContext};
 use assistant::chat::{Chat, Conversation};
 use knowledge::{LoadOptions, SectionKind};
 use models::llm::{
-    ChatMessage, ChatModel, DecoderOptions, FinishReason, GenerationParams, GenerationStats,
-    LocalLlm, LocalLlmConfig,
+    ChatMessage, ChatModel, DecoderOptions, GenerationParams, GenerationStats, LocalLlm,
+    LocalLlmConfig,
 };
 use retrieval::{BoxError, Embedder, Retriever, RetrieverConfig};
 
@@ -109,15 +109,7 @@ impl ChatModel for Scripted {
                 break;
             }
         }
-        Ok(GenerationStats {
-            prompt_tokens: 100,
-            reused_prompt_tokens: 0,
-            generated_tokens: self.reply.chars().count(),
-            prefill_ms: 1.0,
-            first_token_ms: 1.0,
-            generation_ms: 1.0,
-            finish: FinishReason::Stop,
-        })
+        Ok(crate::scripted_stats(100, self.reply.chars().count()))
     }
     fn count_tokens(&self, text: &str) -> usize {
         text.chars().count()

@@ -20,3 +20,19 @@ pub fn bundled_extractor() -> assistant::extract::Extractor {
         std::sync::Arc::new(knowledge::Taxonomy::load(&root.join("corpus/cases")).unwrap()),
     )
 }
+
+/// What a scripted test model reports after a reply.
+pub fn scripted_stats(
+    prompt_tokens: usize,
+    generated_tokens: usize,
+) -> models::llm::GenerationStats {
+    models::llm::GenerationStats {
+        prompt_tokens,
+        reused_prompt_tokens: 0,
+        generated_tokens,
+        prefill_ms: 1.0,
+        first_token_ms: 1.0,
+        generation_ms: 1.0,
+        finish: models::llm::FinishReason::Stop,
+    }
+}

@@ -4,7 +4,6 @@
 //! and back-pressure, staff logins and case intake to dispatch, the OpenAI-compatible endpoint,
 //! the MyData flow against the sandbox, admin uploads, and the route table.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +11,13 @@ use assistant::answer::AnswerConfig;
 use assistant::server::{self, AppState, Parts, Role, ServerSettings};
 use assistant::store::Db;
 use knowledge::LoadOptions;
-use models::llm::{ChatMessage, ChatModel, FinishReason, GenerationParams, GenerationStats};
+use models::llm::{ChatMessage, ChatModel, GenerationParams, GenerationStats};
 use retrieval::{Retriever, RetrieverConfig};
 use serde_json::{json, Value};
 
 use crate::answers::{NgramEmbedder, Scripted};
+// A browser: keeps the session cookie and sends the CSRF token (shared with the e2e tests).
+use e2e_tests::{events, Client as Browser};
 
 pub(crate) struct TestServer {
     pub base: String,
@@ -95,138 +96,6 @@ pub(crate) fn start_with(
     }
 }
 
-/// A browser: keeps the session cookie and sends the CSRF token.
-pub(crate) struct Browser {
-    base: String,
-    agent: ureq::Agent,
-    cookie: Option<String>,
-    pub csrf: Option<String>,
-}
-
-pub(crate) struct Reply {
-    pub status: u16,
-    pub headers: BTreeMap<String, String>,
-    pub body: String,
-}
-
-impl Reply {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-}
-
-impl Browser {
-    pub fn new(base: &str) -> Browser {
-        Browser {
-            base: base.to_string(),
-            agent: ureq::AgentBuilder::new()
-                .redirects(0)
-                .timeout(Duration::from_secs(60))
-                .build(),
-            cookie: None,
-            csrf: None,
-        }
-    }
-
-    fn finish(&mut self, r: Result<ureq::Response, ureq::Error>) -> Reply {
-        let r = match r {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("transport: {e}"),
-        };
-        let mut headers = BTreeMap::new();
-        for name in r.headers_names() {
-            if let Some(v) = r.header(&name) {
-                headers.insert(name.to_ascii_lowercase(), v.to_string());
-            }
-        }
-        if let Some(c) = r.header("set-cookie") {
-            let kv = c.split(';').next().unwrap_or_default().to_string();
-            self.cookie = Some(kv);
-        }
-        Reply {
-            status: r.status(),
-            headers,
-            body: r.into_string().unwrap_or_default(),
-        }
-    }
-
-    fn req(&self, method: &str, path: &str) -> ureq::Request {
-        let mut r = self.agent.request(method, &format!("{}{path}", self.base));
-        if let Some(c) = &self.cookie {
-            r = r.set("Cookie", c);
-        }
-        if let Some(t) = &self.csrf {
-            r = r.set("X-CSRF-Token", t);
-        }
-        r
-    }
-
-    pub fn get(&mut self, path: &str) -> Reply {
-        let r = self.req("GET", path).call();
-        self.finish(r)
-    }
-
-    pub fn post(&mut self, path: &str, body: &Value) -> Reply {
-        let r = self
-            .req("POST", path)
-            .set("Content-Type", "application/json")
-            .send_string(&body.clone().to_string());
-        self.finish(r)
-    }
-
-    pub fn post_raw(&mut self, path: &str, content_type: &str, body: &str) -> Reply {
-        let r = self
-            .req("POST", path)
-            .set("Content-Type", content_type)
-            .send_string(body);
-        self.finish(r)
-    }
-
-    /// Opens the session like the pages do.
-    pub fn open(base: &str) -> Browser {
-        let mut b = Browser::new(base);
-        let s = b.get("/api/session");
-        assert_eq!(s.status, 200, "{}", s.body);
-        b.csrf = Some(s.json()["csrf"].as_str().unwrap().to_string());
-        b
-    }
-
-    pub fn login(&mut self, user: &str, password: &str) -> Reply {
-        let r = self.post(
-            "/api/login",
-            &json!({"username": user, "password": password}),
-        );
-        if r.status == 200 {
-            self.csrf = Some(r.json()["csrf"].as_str().unwrap().to_string());
-        }
-        r
-    }
-}
-
-/// Server-Sent Events as (event, data) pairs.
-pub(crate) fn events(body: &str) -> Vec<(String, Value)> {
-    body.replace("\r\n", "\n")
-        .split("\n\n")
-        .filter_map(|block| {
-            let mut name = "message".to_string();
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    name = v.trim().to_string();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.trim_start());
-                }
-            }
-            if data.is_empty() {
-                return None;
-            }
-            let v = serde_json::from_str(&data).unwrap_or(Value::String(data));
-            Some((name, v))
-        })
-        .collect()
-}
-
 fn names(ev: &[(String, Value)]) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::new();
     for (n, _) in ev {
@@ -252,15 +121,7 @@ impl ChatModel for Slow {
     ) -> models::Result<GenerationStats> {
         std::thread::sleep(self.0);
         on_text("資料中沒有這項資訊");
-        Ok(GenerationStats {
-            prompt_tokens: 1,
-            reused_prompt_tokens: 0,
-            generated_tokens: 1,
-            prefill_ms: 1.0,
-            first_token_ms: 1.0,
-            generation_ms: 1.0,
-            finish: FinishReason::Stop,
-        })
+        Ok(crate::scripted_stats(1, 1))
     }
     fn count_tokens(&self, text: &str) -> usize {
         text.chars().count()
@@ -878,15 +739,7 @@ impl ChatModel for Dripping {
             }
         }
         *self.0.lock().unwrap() = Some(n);
-        Ok(GenerationStats {
-            prompt_tokens: 1,
-            reused_prompt_tokens: 0,
-            generated_tokens: n,
-            prefill_ms: 1.0,
-            first_token_ms: 1.0,
-            generation_ms: 1.0,
-            finish: FinishReason::Stop,
-        })
+        Ok(crate::scripted_stats(1, n))
     }
     fn count_tokens(&self, text: &str) -> usize {
         text.chars().count()
