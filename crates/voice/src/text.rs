@@ -1,0 +1,171 @@
+//! Text handling for transcripts: Traditional Chinese (Taiwan) output, and the normalisation
+//! and character error rate used to score recognition.
+
+use std::sync::OnceLock;
+
+use ferrous_opencc::{config::BuiltinConfig, OpenCC};
+
+fn converters() -> Option<&'static (OpenCC, OpenCC)> {
+    static CONV: OnceLock<Option<(OpenCC, OpenCC)>> = OnceLock::new();
+    CONV.get_or_init(|| {
+        Some((
+            OpenCC::from_config(BuiltinConfig::S2t).ok()?,
+            OpenCC::from_config(BuiltinConfig::S2twp).ok()?,
+        ))
+    })
+    .as_ref()
+}
+
+/// Whether `text` contains Simplified characters (it changes under S→T conversion).
+pub fn is_simplified(text: &str) -> bool {
+    converters().is_some_and(|(s2t, _)| s2t.convert(text) != text)
+}
+
+/// Traditional Chinese (Taiwan phrasing) for model output. Text that is already Traditional is
+/// left alone: Taiwan phrase conversion on Traditional input rewrites correct words (分區 →
+/// 分割槽).
+pub fn to_traditional(text: &str) -> String {
+    let Some((s2t, s2twp)) = converters() else {
+        return text.to_string();
+    };
+    if s2t.convert(text) == text {
+        return text.to_string();
+    }
+    // Taiwan's official form is 身分 (身分證, 身分證明), which OpenCC leaves as 身份.
+    s2twp.convert(text).replace("身份", "身分")
+}
+
+const DIGITS: [char; 10] = ['零', '一', '二', '三', '四', '五', '六', '七', '八', '九'];
+
+/// Reads an Arabic number the way a Chinese reference transcript writes it: values below
+/// 10,000 as a quantity (15 → 十五, 205 → 二百零五), anything longer or with a leading zero
+/// digit by digit (phone and pole numbers, years: 0912 → 零九一二).
+pub fn number_to_chinese(digits: &str) -> String {
+    let value: Option<u32> = digits.parse().ok();
+    match value {
+        Some(v) if digits.len() <= 4 && !(digits.len() > 1 && digits.starts_with('0')) => {
+            quantity(v)
+        }
+        _ => digits
+            .chars()
+            .filter_map(|c| c.to_digit(10).map(|d| DIGITS[d as usize]))
+            .collect(),
+    }
+}
+
+fn quantity(v: u32) -> String {
+    if v == 0 {
+        return "零".into();
+    }
+    let units = [(1000, '千'), (100, '百'), (10, '十')];
+    let mut out = String::new();
+    let mut rest = v;
+    let mut pending_zero = false;
+    for (unit, name) in units {
+        let d = rest / unit;
+        rest %= unit;
+        if d > 0 {
+            if pending_zero {
+                out.push('零');
+                pending_zero = false;
+            }
+            // 10–19 read 十, 十一 … when the number starts there.
+            if !(unit == 10 && d == 1 && out.is_empty()) {
+                out.push(DIGITS[d as usize]);
+            }
+            out.push(name);
+        } else if !out.is_empty() {
+            pending_zero = true;
+        }
+    }
+    if rest > 0 {
+        if pending_zero {
+            out.push('零');
+        }
+        out.push(DIGITS[rest as usize]);
+    }
+    out
+}
+
+/// The form both sides are compared in: Traditional script, Arabic numbers read out in Chinese,
+/// ASCII letters lower-cased, punctuation and spaces removed.
+pub fn normalize_for_cer(text: &str) -> Vec<char> {
+    let text = to_traditional(text);
+    let mut out = Vec::new();
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut Vec<char>| {
+        if !digits.is_empty() {
+            out.extend(number_to_chinese(digits).chars());
+            digits.clear();
+        }
+    };
+    for c in text.chars() {
+        let c = match c {
+            '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
+            '〇' => '零',
+            _ => c,
+        };
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        flush(&mut digits, &mut out);
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
+/// Character edit distance (substitutions, insertions, deletions) between two sequences.
+pub fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simplified_output_becomes_taiwan_traditional() {
+        assert!(is_simplified("路灯不亮了"));
+        assert_eq!(to_traditional("路灯不亮了"), "路燈不亮了");
+        assert_eq!(to_traditional("软件和信息"), "軟體和資訊");
+        assert!(!is_simplified("路燈不亮"));
+        assert_eq!(to_traditional("分區"), "分區");
+    }
+
+    #[test]
+    fn numbers_read_as_a_reference_transcript_writes_them() {
+        assert_eq!(number_to_chinese("4"), "四");
+        assert_eq!(number_to_chinese("15"), "十五");
+        assert_eq!(number_to_chinese("205"), "二百零五");
+        assert_eq!(number_to_chinese("1010"), "一千零一十");
+        assert_eq!(number_to_chinese("3000"), "三千");
+        assert_eq!(number_to_chinese("0912"), "零九一二");
+        assert_eq!(number_to_chinese("0505364"), "零五零五三六四");
+    }
+
+    #[test]
+    fn cer_normalisation_and_distance() {
+        let r = normalize_for_cer("我們只差1天！");
+        assert_eq!(r.iter().collect::<String>(), "我們只差一天");
+        let h = normalize_for_cer("我们只差 一 天。");
+        assert_eq!(edit_distance(&r, &h), 0);
+        let a: Vec<char> = "路燈不亮".chars().collect();
+        let b: Vec<char> = "路燈亮了嗎".chars().collect();
+        assert_eq!(edit_distance(&a, &b), 3);
+        assert_eq!(edit_distance(&a, &[]), 4);
+    }
+}
