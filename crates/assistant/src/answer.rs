@@ -427,26 +427,8 @@ fn snippet(text: &str) -> String {
     s
 }
 
-/// Traditional Chinese (Taiwan phrasing) for model output. Text that is already Traditional is
-/// left alone: Taiwan phrase conversion on Traditional input rewrites correct words (分區 →
-/// 分割槽).
-pub fn to_traditional(text: &str) -> String {
-    use ferrous_opencc::{config::BuiltinConfig, OpenCC};
-    use std::sync::OnceLock;
-    static S2T: OnceLock<Option<OpenCC>> = OnceLock::new();
-    static S2TWP: OnceLock<Option<OpenCC>> = OnceLock::new();
-    let (Some(s2t), Some(s2twp)) = (
-        S2T.get_or_init(|| OpenCC::from_config(BuiltinConfig::S2t).ok()),
-        S2TWP.get_or_init(|| OpenCC::from_config(BuiltinConfig::S2twp).ok()),
-    ) else {
-        return text.to_string();
-    };
-    if s2t.convert(text) == text {
-        return text.to_string();
-    }
-    // Taiwan's official form is 身分 (身分證, 身分證明), which OpenCC leaves as 身份.
-    s2twp.convert(text).replace("身份", "身分")
-}
+/// Traditional Chinese (Taiwan phrasing) for model output (shared with transcription).
+pub use voice::to_traditional;
 
 /// The passages chosen for one question.
 struct Selection<'a> {

@@ -17,6 +17,7 @@ pub struct Settings {
     pub llm: crate::llm::LlmSettings,
     pub server: crate::server::ServerSettings,
     pub mydata: crate::server::MyDataSettings,
+    pub voice: crate::voice::VoiceSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

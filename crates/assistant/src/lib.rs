@@ -17,4 +17,5 @@ pub mod route;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod voice;
 pub mod walkthrough;

@@ -2,6 +2,7 @@
 //! last line, one JSON object; `--min KEY=VALUE` makes it exit 1 when a figure falls short.
 
 mod answer_suite;
+mod asr_suite;
 mod extract_suite;
 mod llm_suite;
 mod load_suite;
@@ -60,6 +61,8 @@ enum Suite {
     Route(route_suite::RouteArgs),
     /// Load on a running server: concurrent chat clients, throughput, p50/p99, statuses.
     Load(load_suite::LoadArgs),
+    /// Speech recognition: character error rate, real-time factor, Simplified-output share.
+    Asr(asr_suite::AsrArgs),
 }
 
 #[derive(clap::Args)]
@@ -108,6 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Suite::Extract(args) => extract_suite::run(&settings, &args).await?,
         Suite::Route(args) => route_suite::run(&settings, &args).await?,
         Suite::Load(args) => load_suite::run(&args).await?,
+        Suite::Asr(args) => tokio::task::block_in_place(|| asr_suite::run(&settings, &args))?,
     };
     println!("{}", serde_json::to_string(&summary)?);
     let mut failed = false;
