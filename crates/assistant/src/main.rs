@@ -1,7 +1,7 @@
 //! `assistant`: the 1999 hotline assistant's command line.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -141,6 +141,16 @@ enum Command {
         #[arg(long, default_value = "agent")]
         role: String,
     },
+    /// Transcribe an audio file (WAV, FLAC, MP3, Ogg; any rate) with timestamps.
+    Transcribe {
+        file: PathBuf,
+        /// Then run 1999 case intake on the transcript (category, place, pole number, …).
+        #[arg(long)]
+        then_intake: bool,
+        /// Print JSON (segments, text, and the intake when asked for).
+        #[arg(long)]
+        json: bool,
+    },
     /// Set everything up (model assets), ingest the bundled corpus, and serve.
     Start {
         #[arg(long)]
@@ -196,6 +206,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Benefits { text, on, json } => benefits_cmd(&settings, &text, on, json),
+        Command::Transcribe {
+            file,
+            then_intake,
+            json,
+        } => tokio::task::block_in_place(|| transcribe_cmd(&settings, &file, then_intake, json)),
         Command::Extract {
             schema,
             text,
@@ -694,6 +709,52 @@ fn extract_cmd(
     }
     for q in &out.follow_ups {
         println!("？ {}", q.question);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `assistant transcribe FILE [--then-intake]`.
+fn transcribe_cmd(
+    settings: &Settings,
+    file: &Path,
+    then_intake: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let audio = voice::decode_file(file, settings.voice.max_file_secs)
+        .map_err(|e| anyhow::anyhow!("無法讀取音檔 {}：{e}", file.display()))?;
+    let transcriber = settings.voice.load(&settings.cache_root())?;
+    let t = transcriber.transcribe(&audio.samples)?;
+    if json {
+        let mut out = serde_json::json!({
+            "file": file.display().to_string(),
+            "duration_secs": audio.duration_secs(),
+            "warnings": audio.warnings,
+            "segments": t.segments,
+            "text": t.text,
+            "converted_from_simplified": t.converted,
+        });
+        if then_intake && !t.text.is_empty() {
+            let extractor = assistant::extract::Extractor::open(settings)?
+                .with_embedder(assistant::embedding::configured(settings)?)?;
+            out["intake"] = serde_json::to_value(extractor.extract("case_report", &t.text)?)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for w in &audio.warnings {
+        eprintln!("⚠ {w}");
+    }
+    if t.segments.is_empty() {
+        println!("（沒有辨識到語音）");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stamp = |ms: u64| format!("{:02}:{:02}.{:03}", ms / 60_000, ms / 1000 % 60, ms % 1000);
+    for s in &t.segments {
+        println!("[{} → {}] {}", stamp(s.start_ms), stamp(s.end_ms), s.text);
+    }
+    if then_intake {
+        println!();
+        return extract_cmd(settings, "case_report", Some(t.text), false, false, false, false);
     }
     Ok(ExitCode::SUCCESS)
 }

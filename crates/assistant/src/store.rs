@@ -84,6 +84,17 @@ pub const MIGRATIONS: &[&str] = &[
         action TEXT NOT NULL,
         target TEXT NOT NULL
     );",
+    // 2: transcribed phone calls (kept like conversations, then purged).
+    "CREATE TABLE calls (
+        id TEXT PRIMARY KEY,
+        started BIGINT NOT NULL,
+        updated BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        source TEXT NOT NULL,
+        transcript TEXT NOT NULL,
+        taken_by TEXT NOT NULL
+    );
+    CREATE INDEX calls_updated ON calls (updated);",
 ];
 
 /// A parameter or column value.

@@ -35,6 +35,55 @@ pub fn to_traditional(text: &str) -> String {
     s2twp.convert(text).replace("身份", "身分")
 }
 
+/// Removes whisper's failure modes from one segment's text: a decoding loop (the same piece
+/// repeated over and over is cut to one occurrence), a broken trailing character (U+FFFD from a
+/// token cut mid-character), and an echo of the initial prompt (returns `None`).
+pub fn clean_segment(text: &str, prompt: &str) -> Option<String> {
+    let mut chars: Vec<char> = text.chars().filter(|&c| c != '\u{fffd}').collect();
+    // Loops: a piece of 1–16 characters repeated consecutively (6+ times for one character,
+    // 3+ for longer pieces) is kept once, and whatever follows the loop is dropped.
+    'outer: for start in 0..chars.len() {
+        for len in 1..=16usize {
+            let needed = if len == 1 { 6 } else { 3 };
+            if start + len * needed > chars.len() {
+                continue;
+            }
+            let piece = &chars[start..start + len];
+            let mut reps = 1;
+            while start + (reps + 1) * len <= chars.len()
+                && &chars[start + reps * len..start + (reps + 1) * len] == piece
+            {
+                reps += 1;
+            }
+            if reps >= needed {
+                chars.truncate(start + len);
+                break 'outer;
+            }
+        }
+    }
+    let text: String = chars.into_iter().collect::<String>().trim().to_string();
+    let core: Vec<char> = text.chars().filter(|c| c.is_alphanumeric()).collect();
+    if core.is_empty() {
+        return None;
+    }
+    // A prompt echo: most of the text is one stretch of the prompt.
+    let prompt: Vec<char> = prompt.chars().collect();
+    let mut longest = 0;
+    for i in 0..core.len() {
+        for j in 0..prompt.len() {
+            let mut k = 0;
+            while i + k < core.len() && j + k < prompt.len() && core[i + k] == prompt[j + k] {
+                k += 1;
+            }
+            longest = longest.max(k);
+        }
+    }
+    if longest >= 5 && longest * 2 >= core.len() {
+        return None;
+    }
+    Some(text)
+}
+
 const DIGITS: [char; 10] = ['零', '一', '二', '三', '四', '五', '六', '七', '八', '九'];
 
 /// Reads an Arabic number the way a Chinese reference transcript writes it: values below
@@ -144,6 +193,21 @@ mod tests {
         assert_eq!(to_traditional("软件和信息"), "軟體和資訊");
         assert!(!is_simplified("路燈不亮"));
         assert_eq!(to_traditional("分區"), "分區");
+    }
+
+    #[test]
+    fn decoding_loops_broken_characters_and_prompt_echoes_are_cleaned() {
+        let prompt = "以下是臺灣市民撥打1999市民熱線的通話內容。";
+        let looped = "天氣的「喲」(1999) 天氣的「喲」(1999) 天氣的「喲」(1999) 天氣的「喲」(1999) 天氣\u{fffd}";
+        let c = clean_segment(looped, prompt).unwrap();
+        assert_eq!(c, "天氣的「喲」(1999)");
+        assert_eq!(clean_segment("好好好好好好好好好好", prompt).unwrap(), "好");
+        // Ordinary repetition in speech stays.
+        assert_eq!(clean_segment("一直做夢一直做夢", prompt).unwrap(), "一直做夢一直做夢");
+        assert_eq!(clean_segment("謝謝謝謝", prompt).unwrap(), "謝謝謝謝");
+        assert_eq!(clean_segment("而這次的通話內容。", prompt), None);
+        assert_eq!(clean_segment("。", prompt), None);
+        assert_eq!(clean_segment("我要報修路燈", prompt).unwrap(), "我要報修路燈");
     }
 
     #[test]

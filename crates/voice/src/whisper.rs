@@ -11,7 +11,7 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
-use crate::text::{is_simplified, to_traditional};
+use crate::text::{clean_segment, is_simplified, to_traditional};
 use crate::SAMPLE_RATE;
 
 /// The prompt that steers whisper to Traditional Chinese and the hotline's vocabulary.
@@ -242,10 +242,10 @@ impl Transcriber {
                 transcript.no_speech_prob = seg.no_speech_probability();
             }
             let raw = seg.to_str_lossy().map(|s| s.into_owned()).unwrap_or_default();
-            let raw = raw.trim();
-            if raw.is_empty() {
+            let Some(raw) = clean_segment(&raw, &self.config.prompt) else {
                 continue;
-            }
+            };
+            let raw = raw.as_str();
             if is_simplified(raw) {
                 transcript.converted = true;
             }

@@ -571,7 +571,15 @@ pub async fn assist(
     s.require(Role::Agent)?;
     let text = long_text(&state, &req.text)?;
     let _permit = limits::admit(&state)?;
-    // The latest utterance is the question; the whole call is the case.
+    Ok(Json(analyse_call(&state, text).await?))
+}
+
+/// The assist for what a caller said so far: the latest utterance is the question (suggested
+/// answer with sources), the whole call is the case (fields, category, bureau).
+pub(crate) async fn analyse_call(
+    state: &AppState,
+    text: String,
+) -> ApiResult<serde_json::Value> {
     let question: String = text
         .lines()
         .rev()
@@ -591,10 +599,10 @@ pub async fn assist(
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(Json(serde_json::json!({
+    Ok(serde_json::json!({
         "answer": AnswerView::from(&a),
-        "case": case_view(&state, &case),
-    })))
+        "case": case_view(state, &case),
+    }))
 }
 
 /// A 1999 case.
@@ -850,6 +858,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         "schema_version": db,
         "llm": state.llm.as_ref().map(|l| l.describe()),
         "mydata": state.mydata.is_some(),
+        "voice": state.voice.as_ref().map(|v| v.config().model_path.display().to_string()),
     });
     let status = if ready {
         StatusCode::OK

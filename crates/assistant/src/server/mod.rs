@@ -31,6 +31,7 @@ use retrieval::Retriever;
 
 mod admin;
 mod api;
+mod calls;
 pub mod auth;
 pub mod limits;
 mod mydata_routes;
@@ -161,6 +162,11 @@ pub struct AppState {
     pub inflight: Arc<Semaphore>,
     pub llm_gate: Arc<Semaphore>,
     pub jobs: admin::Jobs,
+    /// Speech recognition for calls (None when voice is off or its model is unavailable).
+    pub voice: Option<Arc<voice::Transcriber>>,
+    pub voice_settings: crate::voice::VoiceSettings,
+    /// Calls being transcribed at once.
+    pub calls: Arc<Semaphore>,
 }
 
 /// What [`AppState::new`] is built from.
@@ -175,6 +181,8 @@ pub struct Parts {
     pub db: Db,
     pub secret: Vec<u8>,
     pub mydata: Option<MyDataClient>,
+    pub voice: Option<Arc<voice::Transcriber>>,
+    pub voice_settings: crate::voice::VoiceSettings,
 }
 
 impl AppState {
@@ -207,6 +215,9 @@ impl AppState {
             transfer_log,
             metrics: limits::Metrics::default(),
             jobs: admin::Jobs::default(),
+            calls: Arc::new(Semaphore::new(p.voice_settings.max_calls.max(1))),
+            voice: p.voice,
+            voice_settings: p.voice_settings,
         })
     }
 
@@ -368,6 +379,7 @@ pub fn purge(state: &AppState) -> anyhow::Result<()> {
         "DELETE FROM conversations WHERE updated < ?1",
         params![conv_cutoff],
     )?;
+    db.execute("DELETE FROM calls WHERE updated < ?1", params![conv_cutoff])?;
     db.execute(
         "DELETE FROM sessions WHERE last_seen < ?1 AND role <> 'resident'",
         params![session_cutoff],
@@ -392,6 +404,15 @@ pub async fn serve_on(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<()> {
+    if let Some(addr) = state.voice_settings.audiosocket_addr.as_deref() {
+        if state.voice.is_some() {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the AudioSocket listener {addr}"))?;
+            tracing::info!(addr, "AudioSocket listener");
+            tokio::spawn(calls::serve_audiosocket(state.clone(), l));
+        }
+    }
     let purger = {
         let state = state.clone();
         tokio::spawn(async move {
@@ -494,6 +515,17 @@ pub async fn build(
             }
         }
     };
+    let voice = if settings.voice.enabled {
+        match tokio::task::block_in_place(|| settings.voice.load(&settings.cache_root())) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "speech recognition is off");
+                None
+            }
+        }
+    } else {
+        None
+    };
     if let Some(pw) = auth::bootstrap_admin(&db)? {
         // Printed once, to the terminal of whoever started the first run; never logged.
         println!(
@@ -512,6 +544,8 @@ pub async fn build(
         db,
         secret,
         mydata,
+        voice,
+        voice_settings: settings.voice.clone(),
     }))
 }
 

@@ -48,7 +48,7 @@ fn text_of(v: &serde_json::Value) -> String {
     }
 }
 
-fn authorised(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+pub(crate) fn authorised(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     if state.settings.api_keys.is_empty() {
         return Ok(());
     }

@@ -8,7 +8,7 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{admin, api, auth, limits, mydata_routes, openai, pages, AppState};
+use super::{admin, api, auth, calls, limits, mydata_routes, openai, pages, AppState};
 
 /// One route.
 pub struct Route {
@@ -69,6 +69,8 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/api/mydata/log", "resident", "The transfer log of the resident this session verified as", &[], "[{time, kind, counterpart, form, datasets, success, reason}]", mydata_routes::my_log),
         route!(post, "/api/assist", "agent", "Live call assist: suggested answer with sources and the case fields", &[("text", "string", true)], "{answer, case: {category, bureau, fields, alternatives, problems, follow_ups}}", api::assist),
         route!(post, "/api/cases", "agent", "Create a case from what the caller said", &[("text", "string", true)], "Case {id, created, updated, status, category, bureau, fields, summary, created_by}", api::create_case),
+        route!(get, "/api/calls/stream", "agent", "Live call audio over a WebSocket (binary PCM16 or G.711 frames in; partial, final, analysis, notice, end events out). Query: format=pcm16|mulaw|alaw, rate=Hz. Agents or a PBX with an API key", &[], "101 WebSocket", calls::stream),
+        route!(get, "/api/calls", "agent", "The latest transcribed calls", &[], "[{id, started, updated, status, source, transcript}]", calls::list),
         route!(get, "/api/cases", "agent", "The latest cases", &[], "[Case]", api::list_cases),
         route!(post, "/api/cases/{id}/confirm", "agent", "Confirm a case with the agent's corrections", &[("category", "string", false), ("bureau", "string", false), ("fields", "object", false)], "Case", api::confirm_case),
         route!(post, "/api/cases/{id}/dispatch", "agent", "Dispatch a confirmed case to a bureau", &[("bureau", "string", false)], "Case", api::dispatch_case),

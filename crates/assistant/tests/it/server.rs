@@ -41,6 +41,17 @@ pub(crate) fn start_with(
     mydata: Option<assistant::mydata::client::MyDataClient>,
     db: Db,
 ) -> TestServer {
+    start_full(tweak, llm, mydata, db, None)
+}
+
+/// As [`start_with`], with speech recognition.
+pub(crate) fn start_full(
+    tweak: impl FnOnce(&mut ServerSettings),
+    llm: Option<Arc<dyn ChatModel>>,
+    mydata: Option<assistant::mydata::client::MyDataClient>,
+    db: Db,
+    voice: Option<Arc<voice::Transcriber>>,
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = ServerSettings {
         uploads_dir: dir.path().join("uploads"),
@@ -81,6 +92,8 @@ pub(crate) fn start_with(
                 db,
                 secret: b"test-secret-test-secret-test-secret".to_vec(),
                 mydata,
+                voice,
+                voice_settings: Default::default(),
             });
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
