@@ -522,3 +522,170 @@ fn post_json(agent: &ureq::Agent, url: &str, body: &Value) -> Value {
     };
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
 }
+
+/// A live call over `GET /api/calls/stream` (a WebSocket), as a PBX or the console sends it.
+pub struct CallStream {
+    ws: tungstenite::WebSocket<std::net::TcpStream>,
+    /// Every event received, in order.
+    pub events: Vec<Value>,
+}
+
+impl Client {
+    /// Opens a call stream with this client's session (`query`: `format=…&rate=…`). A refused
+    /// upgrade comes back as its status and body.
+    pub fn call_stream(&self, query: &str, bearer: Option<&str>) -> Result<CallStream, (u16, String)> {
+        use tungstenite::client::IntoClientRequest;
+        let host = self.base.trim_start_matches("http://").to_string();
+        let url = format!("ws://{host}/api/calls/stream?{query}");
+        let mut req = url.into_client_request().expect("request");
+        if let Some(c) = &self.cookie {
+            req.headers_mut().insert("Cookie", c.parse().expect("cookie"));
+        }
+        if let Some(k) = bearer {
+            req.headers_mut()
+                .insert("Authorization", format!("Bearer {k}").parse().expect("key"));
+        }
+        let stream = std::net::TcpStream::connect(&host).expect("connect");
+        match tungstenite::client(req, stream) {
+            Ok((ws, _)) => {
+                ws.get_ref()
+                    .set_read_timeout(Some(Duration::from_millis(5)))
+                    .expect("timeout");
+                Ok(CallStream {
+                    ws,
+                    events: Vec::new(),
+                })
+            }
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+                let body = r
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err((r.status().as_u16(), body))
+            }
+            Err(e) => panic!("websocket handshake: {e}"),
+        }
+    }
+}
+
+impl CallStream {
+    /// Reads whatever events have arrived (waits at most a few milliseconds). Returns false
+    /// once the server has closed the stream.
+    pub fn poll(&mut self) -> bool {
+        loop {
+            match self.ws.read() {
+                Ok(tungstenite::Message::Text(t)) => {
+                    self.events
+                        .push(serde_json::from_str(t.as_str()).unwrap_or(Value::Null));
+                }
+                Ok(tungstenite::Message::Close(_)) => return false,
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return true
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    pub fn send_audio(&mut self, bytes: &[u8]) {
+        self.ws
+            .send(tungstenite::Message::Binary(bytes.to_vec().into()))
+            .expect("sending audio");
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(tungstenite::Message::Text(text.into()))
+            .expect("sending text");
+    }
+
+    /// Sends `audio` in frames of `frame_ms` at `speed` × real time, reading events as they come.
+    pub fn play(&mut self, audio: &[u8], bytes_per_sec: usize, frame_ms: usize, speed: f64) {
+        let frame = (bytes_per_sec * frame_ms / 1000).max(1);
+        let started = std::time::Instant::now();
+        for (i, chunk) in audio.chunks(frame).enumerate() {
+            self.send_audio(chunk);
+            self.poll();
+            let due = Duration::from_secs_f64((i + 1) as f64 * frame_ms as f64 / 1000.0 / speed);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+
+    /// Ends the call and reads events until the server closes the stream.
+    pub fn end(&mut self, timeout: Duration) {
+        self.send_text(r#"{"type":"end"}"#);
+        let until = std::time::Instant::now() + timeout;
+        while self.poll() {
+            assert!(
+                std::time::Instant::now() < until,
+                "no end of call after {timeout:?}: {:?}",
+                self.events
+            );
+        }
+    }
+
+    /// Drops the connection without a goodbye (a network failure mid-call).
+    pub fn drop_connection(self) {
+        let stream = self.ws.into_inner();
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// The events of one type.
+    pub fn of(&self, kind: &str) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["type"] == kind).collect()
+    }
+}
+
+/// Speaks `text` with Debian's espeak-ng (Mandarin, `cmn-latn-pinyin`) and returns its sample
+/// rate (22,050 Hz) and the speech as mono 16-bit little-endian PCM bytes, with `pad_ms` of
+/// silence on both sides. Resampling is left to the product (the stream takes any rate).
+pub fn espeak_pcm16(text: &str, pad_ms: usize) -> (u32, Vec<u8>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = dir.path().join("speech.wav");
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-v", "cmn-latn-pinyin", "-s", "120", "-g", "4", "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng is installed (apt-get install espeak-ng; .ci/run does)");
+    assert!(status.success());
+    let bytes = std::fs::read(&wav).expect("espeak output");
+    let (rate, samples) = read_wav_pcm16(&bytes);
+    let pad = vec![0i16; rate as usize * pad_ms / 1000];
+    let pcm = pad
+        .iter()
+        .chain(&samples)
+        .chain(&pad)
+        .flat_map(|s| s.to_le_bytes())
+        .collect();
+    (rate, pcm)
+}
+
+/// A mono 16-bit PCM WAV's rate and samples (the test's own minimal reader).
+pub fn read_wav_pcm16(bytes: &[u8]) -> (u32, Vec<i16>) {
+    let rate = u32::from_le_bytes(bytes[24..28].try_into().expect("rate"));
+    let mut pos = 12;
+    while pos + 8 <= bytes.len() {
+        let id = &bytes[pos..pos + 4];
+        let len = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("len")) as usize;
+        if id == b"data" {
+            let end = (pos + 8 + len).min(bytes.len());
+            let samples = bytes[pos + 8..end]
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            return (rate, samples);
+        }
+        pos += 8 + len + (len & 1);
+    }
+    panic!("no data chunk");
+}

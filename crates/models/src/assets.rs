@@ -83,11 +83,9 @@ pub struct AssetSpec {
 impl AssetSpec {
     /// The packages this asset comes from, for messages (`a==1, b==1`).
     pub fn packages(&self) -> String {
-        self.parts
-            .iter()
-            .map(Part::pin)
-            .collect::<Vec<_>>()
-            .join(", ")
+        let mut pins: Vec<String> = self.parts.iter().map(Part::pin).collect();
+        pins.dedup();
+        pins.join(", ")
     }
 }
 

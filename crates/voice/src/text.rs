@@ -66,6 +66,19 @@ pub fn clean_segment(text: &str, prompt: &str) -> Option<String> {
     if core.is_empty() {
         return None;
     }
+    // whisper writes sounds it heard but no words as a bracketed caption ((音樂), [笑聲]).
+    let mut depth = 0i32;
+    let outside_brackets = text.chars().any(|c| {
+        match c {
+            '(' | '（' | '[' | '【' | '［' => depth += 1,
+            ')' | '）' | ']' | '】' | '］' => depth -= 1,
+            _ => return depth <= 0 && c.is_alphanumeric(),
+        }
+        false
+    });
+    if !outside_brackets {
+        return None;
+    }
     // A prompt echo: most of the text is one stretch of the prompt.
     let prompt: Vec<char> = prompt.chars().collect();
     let mut longest = 0;
@@ -207,6 +220,9 @@ mod tests {
         assert_eq!(clean_segment("謝謝謝謝", prompt).unwrap(), "謝謝謝謝");
         assert_eq!(clean_segment("而這次的通話內容。", prompt), None);
         assert_eq!(clean_segment("。", prompt), None);
+        assert_eq!(clean_segment("(煮菜)", prompt), None);
+        assert_eq!(clean_segment("【音樂】 [笑聲]", prompt), None);
+        assert_eq!(clean_segment("路燈(桿號12345)壞了", prompt).unwrap(), "路燈(桿號12345)壞了");
         assert_eq!(clean_segment("我要報修路燈", prompt).unwrap(), "我要報修路燈");
     }
 

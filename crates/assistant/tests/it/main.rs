@@ -6,6 +6,7 @@ mod fuzz;
 mod ingest;
 mod mydata;
 mod server;
+mod voice;
 
 /// The repository root (bundled corpus, forms, taxonomy, rules).
 pub fn repo_root() -> std::path::PathBuf {
