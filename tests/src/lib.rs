@@ -533,13 +533,18 @@ pub struct CallStream {
 impl Client {
     /// Opens a call stream with this client's session (`query`: `format=…&rate=…`). A refused
     /// upgrade comes back as its status and body.
-    pub fn call_stream(&self, query: &str, bearer: Option<&str>) -> Result<CallStream, (u16, String)> {
+    pub fn call_stream(
+        &self,
+        query: &str,
+        bearer: Option<&str>,
+    ) -> Result<CallStream, (u16, String)> {
         use tungstenite::client::IntoClientRequest;
         let host = self.base.trim_start_matches("http://").to_string();
         let url = format!("ws://{host}/api/calls/stream?{query}");
         let mut req = url.into_client_request().expect("request");
         if let Some(c) = &self.cookie {
-            req.headers_mut().insert("Cookie", c.parse().expect("cookie"));
+            req.headers_mut()
+                .insert("Cookie", c.parse().expect("cookie"));
         }
         if let Some(k) = bearer {
             req.headers_mut()

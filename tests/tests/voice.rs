@@ -12,10 +12,22 @@ use e2e_tests::{espeak_pcm16, Client, Server};
 
 /// (what the caller says, the category it must be filed under, the bureau).
 const REPORTS: &[(&str, &str, &str)] = &[
-    ("我家門口的路燈壞了。公園的路燈一直閃爍。", "路燈不亮或損壞", "工務局"),
-    ("馬路上有一個大坑洞。機車騎過去很危險。", "市區道路坑洞處理", "工務局"),
+    (
+        "我家門口的路燈壞了。公園的路燈一直閃爍。",
+        "路燈不亮或損壞",
+        "工務局",
+    ),
+    (
+        "馬路上有一個大坑洞。機車騎過去很危險。",
+        "市區道路坑洞處理",
+        "工務局",
+    ),
     ("路邊有一棵大樹倒了。擋住了馬路。", "路樹處理", "工務局"),
-    ("隔壁的卡拉OK很吵。每天晚上都唱到半夜。", "場所與設施噪音舉發", "環境保護局"),
+    (
+        "隔壁的卡拉OK很吵。每天晚上都唱到半夜。",
+        "場所與設施噪音舉發",
+        "環境保護局",
+    ),
     ("紅綠燈壞掉了。號誌一直不會變。", "交通號誌異常", "交通局"),
 ];
 
@@ -27,7 +39,10 @@ fn spoken_reports_streamed_to_the_server_come_out_as_cases() {
     let mut agent = Client::open(&srv.base);
     assert_eq!(agent.login("agent01", "agent-password-1").status, 200);
     let ready = agent.get("/readyz").json();
-    assert!(ready["voice"].is_string(), "the server loaded whisper: {ready}");
+    assert!(
+        ready["voice"].is_string(),
+        "the server loaded whisper: {ready}"
+    );
 
     let (mut category_hits, mut bureau_hits, mut transcribed) = (0, 0, 0);
     for (text, category, bureau) in REPORTS {

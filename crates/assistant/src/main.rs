@@ -754,7 +754,15 @@ fn transcribe_cmd(
     }
     if then_intake {
         println!();
-        return extract_cmd(settings, "case_report", Some(t.text), false, false, false, false);
+        return extract_cmd(
+            settings,
+            "case_report",
+            Some(t.text),
+            false,
+            false,
+            false,
+            false,
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

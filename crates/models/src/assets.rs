@@ -412,11 +412,13 @@ impl AssetCache {
                 for (_, m) in members.drain(..) {
                     model.extend_from_slice(&m);
                 }
-                let converted = crate::whisper_ggml::ct2_whisper_to_ggml(&model, &vocab)
-                    .map_err(|reason| Error::Format {
-                        path: vocab_archive.clone(),
-                        format: "CTranslate2 whisper model",
-                        reason,
+                let converted =
+                    crate::whisper_ggml::ct2_whisper_to_ggml(&model, &vocab).map_err(|reason| {
+                        Error::Format {
+                            path: vocab_archive.clone(),
+                            format: "CTranslate2 whisper model",
+                            reason,
+                        }
                     })?;
                 tracing::info!(
                     tensors = converted.tensors,

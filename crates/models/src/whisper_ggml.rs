@@ -124,8 +124,8 @@ impl<'a> Ct2Model<'a> {
                 dims.push(r.u32("a dimension")? as usize);
             }
             let code = r.u8("a data type")?;
-            let dtype =
-                Ct2DType::from_u8(code).ok_or_else(|| format!("{name}: unknown data type {code}"))?;
+            let dtype = Ct2DType::from_u8(code)
+                .ok_or_else(|| format!("{name}: unknown data type {code}"))?;
             let nbytes = r.u32("a byte count")? as usize;
             let elements: usize = dims.iter().product::<usize>().max(1);
             if elements * dtype.size() != nbytes {
@@ -171,7 +171,9 @@ impl<'a> Ct2Model<'a> {
         Ok(match v.dtype {
             Ct2DType::I8 => v.data[0] as i8 as i64,
             Ct2DType::I16 => i16::from_le_bytes([v.data[0], v.data[1]]) as i64,
-            Ct2DType::I32 => i32::from_le_bytes([v.data[0], v.data[1], v.data[2], v.data[3]]) as i64,
+            Ct2DType::I32 => {
+                i32::from_le_bytes([v.data[0], v.data[1], v.data[2], v.data[3]]) as i64
+            }
             other => return Err(format!("{name} is {other:?}, expected an integer")),
         })
     }
@@ -282,10 +284,9 @@ pub fn byte_level_vocabulary(vocabulary_json: &[u8]) -> Result<Vec<Vec<u8>>, Str
         .map(|t| {
             t.chars()
                 .map(|c| {
-                    decoder
-                        .get(&c)
-                        .copied()
-                        .ok_or_else(|| format!("token {t:?} has a character outside the byte alphabet"))
+                    decoder.get(&c).copied().ok_or_else(|| {
+                        format!("token {t:?} has a character outside the byte alphabet")
+                    })
                 })
                 .collect()
         })
@@ -346,7 +347,7 @@ pub fn ct2_whisper_to_ggml(model_bin: &[u8], vocabulary_json: &[u8]) -> Result<C
         return Err(format!("spec {:?}, expected WhisperSpec", m.spec));
     }
     for v in m.vars.values() {
-        if v.dims.len() >= 1 && v.dtype != Ct2DType::F16 {
+        if !v.dims.is_empty() && v.dtype != Ct2DType::F16 {
             return Err(format!(
                 "weights are {:?}; this converter takes float16 models",
                 v.dtype
@@ -440,7 +441,12 @@ pub fn ct2_whisper_to_ggml(model_bin: &[u8], vocabulary_json: &[u8]) -> Result<C
             w.tensor(&format!("{q}.weight"), &[n, weight.dims[1]], wd, false);
             if !q.ends_with(".key") {
                 let bias = m.var(&format!("{ct2}/{fused}/bias"))?;
-                w.tensor(&format!("{q}.bias"), &[n], rows(bias, i * n, (i + 1) * n), true);
+                w.tensor(
+                    &format!("{q}.bias"),
+                    &[n],
+                    rows(bias, i * n, (i + 1) * n),
+                    true,
+                );
             }
         }
         Ok::<(), String>(())
@@ -469,11 +475,23 @@ pub fn ct2_whisper_to_ggml(model_bin: &[u8], vocabulary_json: &[u8]) -> Result<C
             "linear_0",
             &["query", "key", "value"],
         )?;
-        linear(&mut w, &format!("{p}.attn.out"), &format!("{c}/self_attention/linear_1"))?;
-        layer_norm(&mut w, &format!("{p}.attn_ln"), &format!("{c}/self_attention/layer_norm"))?;
+        linear(
+            &mut w,
+            &format!("{p}.attn.out"),
+            &format!("{c}/self_attention/linear_1"),
+        )?;
+        layer_norm(
+            &mut w,
+            &format!("{p}.attn_ln"),
+            &format!("{c}/self_attention/layer_norm"),
+        )?;
         linear(&mut w, &format!("{p}.mlp.0"), &format!("{c}/ffn/linear_0"))?;
         linear(&mut w, &format!("{p}.mlp.2"), &format!("{c}/ffn/linear_1"))?;
-        layer_norm(&mut w, &format!("{p}.mlp_ln"), &format!("{c}/ffn/layer_norm"))?;
+        layer_norm(
+            &mut w,
+            &format!("{p}.mlp_ln"),
+            &format!("{c}/ffn/layer_norm"),
+        )?;
     }
     layer_norm(&mut w, "encoder.ln_post", "encoder/layer_norm")?;
 
@@ -484,7 +502,12 @@ pub fn ct2_whisper_to_ggml(model_bin: &[u8], vocabulary_json: &[u8]) -> Result<C
         dec_pos.data,
         true,
     );
-    w.tensor("decoder.token_embedding.weight", &embed.dims, embed.data, false);
+    w.tensor(
+        "decoder.token_embedding.weight",
+        &embed.dims,
+        embed.data,
+        false,
+    );
     for l in 0..h.n_text_layer {
         let p = format!("decoder.blocks.{l}");
         let c = format!("decoder/layer_{l}");
@@ -495,9 +518,21 @@ pub fn ct2_whisper_to_ggml(model_bin: &[u8], vocabulary_json: &[u8]) -> Result<C
             "linear_0",
             &["query", "key", "value"],
         )?;
-        linear(&mut w, &format!("{p}.attn.out"), &format!("{c}/self_attention/linear_1"))?;
-        layer_norm(&mut w, &format!("{p}.attn_ln"), &format!("{c}/self_attention/layer_norm"))?;
-        linear(&mut w, &format!("{p}.cross_attn.query"), &format!("{c}/attention/linear_0"))?;
+        linear(
+            &mut w,
+            &format!("{p}.attn.out"),
+            &format!("{c}/self_attention/linear_1"),
+        )?;
+        layer_norm(
+            &mut w,
+            &format!("{p}.attn_ln"),
+            &format!("{c}/self_attention/layer_norm"),
+        )?;
+        linear(
+            &mut w,
+            &format!("{p}.cross_attn.query"),
+            &format!("{c}/attention/linear_0"),
+        )?;
         attention(
             &mut w,
             &format!("{p}.cross_attn"),
@@ -505,11 +540,23 @@ pub fn ct2_whisper_to_ggml(model_bin: &[u8], vocabulary_json: &[u8]) -> Result<C
             "linear_1",
             &["key", "value"],
         )?;
-        linear(&mut w, &format!("{p}.cross_attn.out"), &format!("{c}/attention/linear_2"))?;
-        layer_norm(&mut w, &format!("{p}.cross_attn_ln"), &format!("{c}/attention/layer_norm"))?;
+        linear(
+            &mut w,
+            &format!("{p}.cross_attn.out"),
+            &format!("{c}/attention/linear_2"),
+        )?;
+        layer_norm(
+            &mut w,
+            &format!("{p}.cross_attn_ln"),
+            &format!("{c}/attention/layer_norm"),
+        )?;
         linear(&mut w, &format!("{p}.mlp.0"), &format!("{c}/ffn/linear_0"))?;
         linear(&mut w, &format!("{p}.mlp.2"), &format!("{c}/ffn/linear_1"))?;
-        layer_norm(&mut w, &format!("{p}.mlp_ln"), &format!("{c}/ffn/layer_norm"))?;
+        layer_norm(
+            &mut w,
+            &format!("{p}.mlp_ln"),
+            &format!("{c}/ffn/layer_norm"),
+        )?;
     }
     layer_norm(&mut w, "decoder.ln", "decoder/layer_norm")?;
 
@@ -616,7 +663,12 @@ mod tests {
         add(&format!("{c}/linear_2/weight"), &[d, d]);
         add(&format!("{c}/linear_2/bias"), &[d]);
         for side in ["encoder", "decoder"] {
-            vars.push((format!("{side}/num_heads"), vec![], 2, 2i16.to_le_bytes().to_vec()));
+            vars.push((
+                format!("{side}/num_heads"),
+                vec![],
+                2,
+                2i16.to_le_bytes().to_vec(),
+            ));
         }
         let s = |out: &mut Vec<u8>, t: &str| {
             out.extend_from_slice(&((t.len() + 1) as u16).to_le_bytes());
@@ -644,8 +696,11 @@ mod tests {
         out
     }
 
-    /// Reads a ggml whisper file back: hparams, then each tensor's (name, ne, type, f32 values).
-    fn read_ggml(b: &[u8]) -> (Vec<u32>, Vec<(String, Vec<u32>, u32, Vec<f32>)>) {
+    /// One tensor read back: name, ggml dims, type (0 f32, 1 f16), values.
+    type ReadTensor = (String, Vec<u32>, u32, Vec<f32>);
+
+    /// Reads a ggml whisper file back: hparams, then each tensor.
+    fn read_ggml(b: &[u8]) -> (Vec<u32>, Vec<ReadTensor>) {
         let u = |p: &mut usize| {
             let v = u32::from_le_bytes(b[*p..*p + 4].try_into().unwrap());
             *p += 4;
@@ -707,15 +762,22 @@ mod tests {
         assert_eq!(conv.tokens, 3);
         let (hp, ts) = read_ggml(&conv.bytes);
         assert_eq!(hp[10], 1, "ftype f16");
-        let get = |n: &str| ts.iter().find(|t| t.0 == n).unwrap_or_else(|| panic!("{n}"));
+        let get = |n: &str| {
+            ts.iter()
+                .find(|t| t.0 == n)
+                .unwrap_or_else(|| panic!("{n}"))
+        };
         // Every tensor whisper.cpp creates for 1+1 layers, and nothing else (no key biases).
         let names: std::collections::BTreeSet<&str> = ts.iter().map(|t| t.0.as_str()).collect();
         assert_eq!(names.len(), ts.len(), "no duplicates");
         assert_eq!(ts.len(), (5 + 15 + 2) + (2 + 24 + 2));
         assert!(!names.iter().any(|n| n.contains("key.bias")));
         // The fused Q,K,V rows land in query, key, value in order.
-        let fused = model.var("encoder/layer_0/self_attention/linear_0/weight").unwrap();
-        let val = |v: &Ct2Var, i: usize| f16::from_le_bytes([v.data[2 * i], v.data[2 * i + 1]]).to_f32();
+        let fused = model
+            .var("encoder/layer_0/self_attention/linear_0/weight")
+            .unwrap();
+        let val =
+            |v: &Ct2Var, i: usize| f16::from_le_bytes([v.data[2 * i], v.data[2 * i + 1]]).to_f32();
         let q = get("encoder.blocks.0.attn.query.weight");
         let k = get("encoder.blocks.0.attn.key.weight");
         let v = get("encoder.blocks.0.attn.value.weight");
@@ -724,12 +786,19 @@ mod tests {
         assert_eq!(k.3[0], val(fused, 16));
         assert_eq!(v.3[15], val(fused, 47));
         let vb = get("encoder.blocks.0.attn.value.bias");
-        let fused_b = model.var("encoder/layer_0/self_attention/linear_0/bias").unwrap();
+        let fused_b = model
+            .var("encoder/layer_0/self_attention/linear_0/bias")
+            .unwrap();
         assert_eq!(vb.2, 0, "biases are f32");
         assert_eq!(vb.3[0], val(fused_b, 8));
         // Cross attention: query from linear_0, key/value from the fused linear_1.
-        let ckv = model.var("decoder/layer_0/attention/linear_1/weight").unwrap();
-        assert_eq!(get("decoder.blocks.0.cross_attn.value.weight").3[0], val(ckv, 16));
+        let ckv = model
+            .var("decoder/layer_0/attention/linear_1/weight")
+            .unwrap();
+        assert_eq!(
+            get("decoder.blocks.0.cross_attn.value.weight").3[0],
+            val(ckv, 16)
+        );
         // Conv bias as [1, n] f32; conv weight 3-D f16 with reversed dims.
         let cb = get("encoder.conv1.bias");
         assert_eq!((cb.1.clone(), cb.2), (vec![1, 4], 0));

@@ -83,7 +83,9 @@ impl Encoding {
                     .chunks_exact(2)
                     .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0),
             ),
-            Encoding::MuLaw => out.extend(bytes.iter().map(|&b| mulaw_to_linear(b) as f32 / 32768.0)),
+            Encoding::MuLaw => {
+                out.extend(bytes.iter().map(|&b| mulaw_to_linear(b) as f32 / 32768.0))
+            }
             Encoding::ALaw => out.extend(bytes.iter().map(|&b| alaw_to_linear(b) as f32 / 32768.0)),
         }
     }
@@ -118,7 +120,10 @@ pub fn decode_file(path: &Path, max_secs: f64) -> Result<Audio, AudioError> {
         path: path.display().to_string(),
         source,
     })?;
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_lowercase);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_lowercase);
     decode_bytes(bytes, ext.as_deref(), max_secs)
 }
 
@@ -281,7 +286,11 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
             acc += x as f64 * k;
             norm += k;
         }
-        out.push(if norm.abs() > 1e-12 { (acc / norm) as f32 } else { 0.0 });
+        out.push(if norm.abs() > 1e-12 {
+            (acc / norm) as f32
+        } else {
+            0.0
+        });
     }
     out
 }
@@ -314,7 +323,9 @@ mod tests {
 
     fn tone(freq: f64, rate: u32, secs: f64) -> Vec<f32> {
         (0..(rate as f64 * secs) as usize)
-            .map(|i| (0.5 * (2.0 * std::f64::consts::PI * freq * i as f64 / rate as f64).sin()) as f32)
+            .map(|i| {
+                (0.5 * (2.0 * std::f64::consts::PI * freq * i as f64 / rate as f64).sin()) as f32
+            })
             .collect()
     }
 
@@ -371,15 +382,25 @@ mod tests {
         // Cut in the middle of the data: the first half decodes, with a warning.
         let cut = decode_bytes(wav[..wav.len() / 2].to_vec(), Some("wav"), 600.0).unwrap();
         assert!(cut.samples.len() > 15_000 && cut.samples.len() < 17_000);
-        assert!(cut.warnings.iter().any(|w| w.contains("truncated")), "{:?}", cut.warnings);
-        assert!(matches!(decode_bytes(Vec::new(), None, 600.0), Err(AudioError::Empty)));
+        assert!(
+            cut.warnings.iter().any(|w| w.contains("truncated")),
+            "{:?}",
+            cut.warnings
+        );
+        assert!(matches!(
+            decode_bytes(Vec::new(), None, 600.0),
+            Err(AudioError::Empty)
+        ));
         let garbage: Vec<u8> = (0..4000u32).map(|i| (i * 7919 % 251) as u8).collect();
         assert!(decode_bytes(garbage, None, 600.0).is_err());
         assert!(matches!(
             decode_bytes(wav, Some("wav"), 1.0),
             Err(AudioError::TooLong { .. })
         ));
-        let loud: Vec<f32> = tone(440.0, 16_000, 1.0).iter().map(|s| (s * 4.0).clamp(-1.0, 1.0)).collect();
+        let loud: Vec<f32> = tone(440.0, 16_000, 1.0)
+            .iter()
+            .map(|s| (s * 4.0).clamp(-1.0, 1.0))
+            .collect();
         let clipped = decode_bytes(wav_bytes(&loud, 16_000), Some("wav"), 600.0).unwrap();
         assert!(clipped.warnings.iter().any(|w| w.contains("clipped")));
     }

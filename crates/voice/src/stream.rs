@@ -135,18 +135,28 @@ impl CallSession {
 
     /// Feeds raw bytes in the session's encoding. `partials` allows a partial transcription in
     /// this call (the server passes false while more audio is already queued).
-    pub fn push_bytes(&mut self, bytes: &[u8], partials: bool) -> Result<Vec<StreamEvent>, WhisperError> {
+    pub fn push_bytes(
+        &mut self,
+        bytes: &[u8],
+        partials: bool,
+    ) -> Result<Vec<StreamEvent>, WhisperError> {
         let bps = self.config.encoding.bytes_per_sample();
         self.carry.extend_from_slice(bytes);
         let whole = self.carry.len() / bps * bps;
         let mut decoded = Vec::with_capacity(whole / bps);
-        self.config.encoding.decode(&self.carry[..whole], &mut decoded);
+        self.config
+            .encoding
+            .decode(&self.carry[..whole], &mut decoded);
         self.carry.drain(..whole);
         self.push_samples(&decoded, partials)
     }
 
     /// Feeds decoded samples at the session's source rate.
-    pub fn push_samples(&mut self, samples: &[f32], partials: bool) -> Result<Vec<StreamEvent>, WhisperError> {
+    pub fn push_samples(
+        &mut self,
+        samples: &[f32],
+        partials: bool,
+    ) -> Result<Vec<StreamEvent>, WhisperError> {
         let rate = self.config.sample_rate;
         if rate == SAMPLE_RATE {
             self.pending.extend_from_slice(samples);
@@ -230,7 +240,11 @@ impl CallSession {
                     let quiet = Self::ms(self.position - self.silent_since);
                     if quiet >= self.config.silence_notice_ms && !self.silence_noticed {
                         self.silence_noticed = true;
-                        let what = if level_db(f) < -60.0 { "無聲音" } else { "只有背景雜音" };
+                        let what = if level_db(f) < -60.0 {
+                            "無聲音"
+                        } else {
+                            "只有背景雜音"
+                        };
                         events.push(StreamEvent::Notice {
                             code: "silence".into(),
                             message: format!(
@@ -294,7 +308,11 @@ impl CallSession {
         let mut events = Vec::new();
         // Whatever is left below a frame is padded into one last frame.
         if !self.source.is_empty() {
-            let out = resample(&std::mem::take(&mut self.source), self.config.sample_rate, SAMPLE_RATE);
+            let out = resample(
+                &std::mem::take(&mut self.source),
+                self.config.sample_rate,
+                SAMPLE_RATE,
+            );
             self.pending.extend(out);
         }
         if !self.pending.is_empty() {

@@ -216,14 +216,23 @@ mod tests {
         assert_eq!(c, "天氣的「喲」(1999)");
         assert_eq!(clean_segment("好好好好好好好好好好", prompt).unwrap(), "好");
         // Ordinary repetition in speech stays.
-        assert_eq!(clean_segment("一直做夢一直做夢", prompt).unwrap(), "一直做夢一直做夢");
+        assert_eq!(
+            clean_segment("一直做夢一直做夢", prompt).unwrap(),
+            "一直做夢一直做夢"
+        );
         assert_eq!(clean_segment("謝謝謝謝", prompt).unwrap(), "謝謝謝謝");
         assert_eq!(clean_segment("而這次的通話內容。", prompt), None);
         assert_eq!(clean_segment("。", prompt), None);
         assert_eq!(clean_segment("(煮菜)", prompt), None);
         assert_eq!(clean_segment("【音樂】 [笑聲]", prompt), None);
-        assert_eq!(clean_segment("路燈(桿號12345)壞了", prompt).unwrap(), "路燈(桿號12345)壞了");
-        assert_eq!(clean_segment("我要報修路燈", prompt).unwrap(), "我要報修路燈");
+        assert_eq!(
+            clean_segment("路燈(桿號12345)壞了", prompt).unwrap(),
+            "路燈(桿號12345)壞了"
+        );
+        assert_eq!(
+            clean_segment("我要報修路燈", prompt).unwrap(),
+            "我要報修路燈"
+        );
     }
 
     #[test]

@@ -187,7 +187,10 @@ mod tests {
             panic!("{events:?}")
         };
         let start = start_frame + 1 - frames_back;
-        assert!((33..=36).contains(&start), "speech starts at frame 33: {start}");
+        assert!(
+            (33..=36).contains(&start),
+            "speech starts at frame 33: {start}"
+        );
         let (end_frame, VadEvent::End { frames_back }) = events[1] else {
             panic!("{events:?}")
         };

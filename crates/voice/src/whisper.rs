@@ -114,7 +114,8 @@ fn check_model_file(path: &Path) -> Result<(), WhisperError> {
         });
     }
     // whisper.cpp trusts the header's sizes; refuse implausible ones before it allocates.
-    let field = |i: usize| i32::from_le_bytes(head[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes"));
+    let field =
+        |i: usize| i32::from_le_bytes(head[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes"));
     let (n_vocab, n_audio_layer, n_text_layer, n_mels) = (field(0), field(4), field(8), field(9));
     if !(51_000..=52_000).contains(&n_vocab)
         || !(1..=64).contains(&n_audio_layer)
@@ -142,11 +143,14 @@ impl Transcriber {
         quiet_whisper_logs();
         check_model_file(&config.model_path)?;
         let path = config.model_path.display().to_string();
-        let ctx = WhisperContext::new_with_params(&config.model_path, WhisperContextParameters::default())
-            .map_err(|e| WhisperError::Load {
-                path: path.clone(),
-                reason: format!("{e} (the file may be truncated; run `assistant setup --force`)"),
-            })?;
+        let ctx = WhisperContext::new_with_params(
+            &config.model_path,
+            WhisperContextParameters::default(),
+        )
+        .map_err(|e| WhisperError::Load {
+            path: path.clone(),
+            reason: format!("{e} (the file may be truncated; run `assistant setup --force`)"),
+        })?;
         let prompt_tokens = if config.prompt.is_empty() {
             Vec::new()
         } else {
@@ -241,7 +245,10 @@ impl Transcriber {
             if i == 0 {
                 transcript.no_speech_prob = seg.no_speech_probability();
             }
-            let raw = seg.to_str_lossy().map(|s| s.into_owned()).unwrap_or_default();
+            let raw = seg
+                .to_str_lossy()
+                .map(|s| s.into_owned())
+                .unwrap_or_default();
             let Some(raw) = clean_segment(&raw, &self.config.prompt) else {
                 continue;
             };
@@ -280,7 +287,8 @@ mod tests {
     #[test]
     fn missing_and_foreign_model_files_name_the_fix() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = Transcriber::load(WhisperConfig::new(dir.path().join("nope.bin"))).unwrap_err();
+        let missing =
+            Transcriber::load(WhisperConfig::new(dir.path().join("nope.bin"))).unwrap_err();
         assert!(matches!(missing, WhisperError::Missing { .. }));
         assert!(missing.to_string().contains("assistant setup"));
         let gguf = dir.path().join("model.gguf");
@@ -290,7 +298,10 @@ mod tests {
         assert!(err.to_string().contains("setup --force"));
         // A ggml magic with a nonsense header is refused before whisper.cpp reads it.
         let bad = dir.path().join("bad.bin");
-        let bytes: Vec<u8> = [0x6c, 0x6d, 0x67, 0x67].into_iter().chain([1u8; 60]).collect();
+        let bytes: Vec<u8> = [0x6c, 0x6d, 0x67, 0x67]
+            .into_iter()
+            .chain([1u8; 60])
+            .collect();
         std::fs::write(&bad, bytes).unwrap();
         let err = Transcriber::load(WhisperConfig::new(&bad)).unwrap_err();
         assert!(err.to_string().contains("implausible header"), "{err}");

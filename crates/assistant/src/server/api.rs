@@ -576,10 +576,7 @@ pub async fn assist(
 
 /// The assist for what a caller said so far: the latest utterance is the question (suggested
 /// answer with sources), the whole call is the case (fields, category, bureau).
-pub(crate) async fn analyse_call(
-    state: &AppState,
-    text: String,
-) -> ApiResult<serde_json::Value> {
+pub(crate) async fn analyse_call(state: &AppState, text: String) -> ApiResult<serde_json::Value> {
     let question: String = text
         .lines()
         .rev()

@@ -81,8 +81,8 @@ pub async fn stream(
     Query(q): Query<StreamQuery>,
     ws: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    let by_key = !state.settings.api_keys.is_empty()
-        && super::openai::authorised(&state, &headers).is_ok();
+    let by_key =
+        !state.settings.api_keys.is_empty() && super::openai::authorised(&state, &headers).is_ok();
     if !by_key {
         s.require(Role::Agent)?;
     }
@@ -93,11 +93,7 @@ pub async fn stream(
         e.message = "同時轉寫的通話已達上限，請稍後再試。".into();
         e
     })?;
-    let taken_by = if by_key {
-        "pbx".to_string()
-    } else {
-        s.actor()
-    };
+    let taken_by = if by_key { "pbx".to_string() } else { s.actor() };
     Ok(ws
         .max_message_size(1 << 20)
         .on_upgrade(move |socket| async move {
@@ -178,7 +174,14 @@ fn spawn_worker(
 }
 
 /// Saves the call's transcript (insert or update).
-async fn save_call(state: &AppState, id: &str, status: &str, source: &str, transcript: &str, taken_by: &str) {
+async fn save_call(
+    state: &AppState,
+    id: &str,
+    status: &str,
+    source: &str,
+    transcript: &str,
+    taken_by: &str,
+) {
     let now = crate::store::now();
     let (db, id, status, source, transcript, taken_by) = (
         state.db.clone(),
@@ -241,7 +244,11 @@ async fn run_socket(
     });
     let (tx, mut rx) = mpsc::unbounded_channel();
     let audio = spawn_worker(transcriber, config, tx);
-    if socket.send(Message::Text(ready.to_string().into())).await.is_err() {
+    if socket
+        .send(Message::Text(ready.to_string().into()))
+        .await
+        .is_err()
+    {
         let _ = audio.send(Input::End);
         return;
     }

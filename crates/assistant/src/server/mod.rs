@@ -31,8 +31,8 @@ use retrieval::Retriever;
 
 mod admin;
 mod api;
-mod calls;
 pub mod auth;
+mod calls;
 pub mod limits;
 mod mydata_routes;
 mod openai;

@@ -74,7 +74,10 @@ fn mulaw(sample: i16) -> u8 {
 fn mulaw_test_encoder_round_trips_through_the_decoder() {
     for s in [-32_000i16, -1000, -8, 0, 8, 1000, 12_345, 32_000] {
         let back = voice::audio::mulaw_to_linear(mulaw(s)) as i32;
-        assert!((back - s as i32).abs() <= (s as i32).abs() / 16 + 8, "{s} → {back}");
+        assert!(
+            (back - s as i32).abs() <= (s as i32).abs() / 16 + 8,
+            "{s} → {back}"
+        );
     }
 }
 
@@ -87,7 +90,10 @@ fn the_converted_model_transcribes_a_spoken_report_in_traditional_chinese() {
     assert!(!voice::text::is_simplified(&out.text), "{out:?}");
     let last = out.segments.last().unwrap();
     assert!(out.segments[0].start_ms < 1000, "{out:?}");
-    assert!(last.end_ms > 3000 && last.end_ms as f64 <= audio.len() as f64 / 16.0, "{out:?}");
+    assert!(
+        last.end_ms > 3000 && last.end_ms as f64 <= audio.len() as f64 / 16.0,
+        "{out:?}"
+    );
     // A truncated copy of the model is refused with the fix, not a crash.
     let dir = tempfile::tempdir().unwrap();
     let cut = dir.path().join("cut.bin");
@@ -126,12 +132,17 @@ fn call_sessions_handle_telephone_audio_silence_noise_and_hang_ups() {
         events.extend(s.push_bytes(&[0xff; 160], true).unwrap());
     }
     let f = finals(&events);
-    assert!(!f.is_empty() && f.len() <= 2, "one final a sentence: {events:?}");
+    assert!(
+        !f.is_empty() && f.len() <= 2,
+        "one final a sentence: {events:?}"
+    );
     // Telephone bandwidth costs synthetic speech more than a person's (路燈 comes out as 爐燈
     // or 如燈): the lamp is still heard.
     assert!(f.concat().contains('燈'), "{events:?}");
     assert!(
-        events.iter().any(|e| matches!(e, StreamEvent::Partial { .. })),
+        events
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Partial { .. })),
         "partials while speaking: {events:?}"
     );
 
@@ -145,7 +156,9 @@ fn call_sessions_handle_telephone_audio_silence_noise_and_hang_ups() {
     events.extend(s.finish().unwrap());
     assert!(finals(&events).is_empty(), "{events:?}");
     assert!(
-        events.iter().any(|e| matches!(e, StreamEvent::Notice { code, .. } if code == "silence")),
+        events
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Notice { code, .. } if code == "silence")),
         "{events:?}"
     );
 
@@ -194,14 +207,21 @@ fn a_call_streamed_over_the_websocket_gives_partials_finals_and_a_case_with_the_
     let (status, body) = agent.call_stream("format=opus", None).err().unwrap();
     assert_eq!(status, 400);
     assert!(body.contains("pcm16"), "{body}");
-    assert_eq!(agent.call_stream("rate=96000", None).err().map(|e| e.0), Some(400));
+    assert_eq!(
+        agent.call_stream("rate=96000", None).err().map(|e| e.0),
+        Some(400)
+    );
 
     // The report in real-time 20 ms frames of 16 kHz PCM.
     let pcm = f32_to_pcm(&report_16k(700));
     let mut call = agent.call_stream("format=pcm16&rate=16000", None).unwrap();
     call.play(&pcm, 32_000, 20, 1.0);
     call.end(Duration::from_secs(120));
-    let kinds: Vec<&str> = call.events.iter().filter_map(|e| e["type"].as_str()).collect();
+    let kinds: Vec<&str> = call
+        .events
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
     assert_eq!(kinds.first(), Some(&"ready"), "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"end"), "{kinds:?}");
     assert!(!call.of("partial").is_empty(), "{kinds:?}");
@@ -213,7 +233,10 @@ fn a_call_streamed_over_the_websocket_gives_partials_finals_and_a_case_with_the_
     let last = analysis.last().expect("an analysis after the final");
     assert_eq!(last["case"]["category"], "路燈不亮或損壞", "{last}");
     assert_eq!(last["case"]["bureau"], "工務局", "{last}");
-    assert!(!last["answer"]["citations"].as_array().unwrap().is_empty(), "{last}");
+    assert!(
+        !last["answer"]["citations"].as_array().unwrap().is_empty(),
+        "{last}"
+    );
     let end = call.of("end")[0].clone();
     assert_eq!(end["status"], "ended");
     let transcript = end["transcript"].as_str().unwrap().to_string();
@@ -230,8 +253,15 @@ fn a_call_streamed_over_the_websocket_gives_partials_finals_and_a_case_with_the_
     // A PBX with an API key streams 8 kHz μ-law and drops the connection mid-sentence: the
     // part spoken before the drop is transcribed and kept.
     let pbx = Browser::new(&srv.base);
-    assert_eq!(pbx.call_stream("format=mulaw", Some("wrong")).err().map(|e| e.0), Some(401));
-    let mut call = pbx.call_stream("format=mulaw&rate=8000", Some("pbx-key-1")).unwrap();
+    assert_eq!(
+        pbx.call_stream("format=mulaw", Some("wrong"))
+            .err()
+            .map(|e| e.0),
+        Some(401)
+    );
+    let mut call = pbx
+        .call_stream("format=mulaw&rate=8000", Some("pbx-key-1"))
+        .unwrap();
     let at8k: Vec<u8> = voice::audio::resample(&report_16k(300), 16_000, 8000)
         .iter()
         .map(|&s| mulaw((s * 32767.0) as i16))
@@ -241,17 +271,29 @@ fn a_call_streamed_over_the_websocket_gives_partials_finals_and_a_case_with_the_
     call.send_text("hello");
     std::thread::sleep(Duration::from_millis(300));
     call.poll();
-    assert!(call.of("error").iter().any(|e| e["code"] == "bad_message"), "{:?}", call.events);
+    assert!(
+        call.of("error").iter().any(|e| e["code"] == "bad_message"),
+        "{:?}",
+        call.events
+    );
     call.drop_connection();
     let mut kept = None;
     for _ in 0..600 {
         std::thread::sleep(Duration::from_millis(100));
         let calls = agent.get("/api/calls").json();
-        if let Some(c) = calls.as_array().unwrap().iter().find(|c| c["status"] == "dropped") {
+        if let Some(c) = calls
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["status"] == "dropped")
+        {
             kept = Some(c.clone());
             break;
         }
     }
     let kept = kept.expect("the dropped call is saved");
-    assert!(kept["transcript"].as_str().unwrap().contains('燈'), "{kept}");
+    assert!(
+        kept["transcript"].as_str().unwrap().contains('燈'),
+        "{kept}"
+    );
 }
