@@ -75,3 +75,74 @@ fn spoken_reports_streamed_to_the_server_come_out_as_cases() {
     assert!(category_hits >= 3, "category {category_hits}/{n}");
     assert!(bureau_hits >= category_hits, "bureau follows category");
 }
+
+/// A mono 16-bit PCM WAV file.
+fn wav(rate: u32, pcm: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(44 + pcm.len());
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + pcm.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
+    out.extend_from_slice(pcm);
+    out
+}
+
+#[test]
+fn assistant_transcribe_prints_timestamps_and_runs_intake_and_refuses_broken_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rate, pcm) = espeak_pcm16(REPORTS[0].0, 300);
+    let file = dir.path().join("call.wav");
+    std::fs::write(&file, wav(rate, &pcm)).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(e2e_tests::binary("assistant"))
+            .current_dir(e2e_tests::repo_root())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "transcribe".as_ref(),
+        file.as_os_str(),
+        "--then-intake".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["text"].as_str().unwrap().contains("路燈"), "{v}");
+    assert!(v["segments"][0]["end_ms"].as_u64().unwrap() > 1000, "{v}");
+    assert_eq!(
+        v["intake"]["fields"]["category"]["value"], "路燈不亮或損壞",
+        "{v}"
+    );
+    // The plain form prints [mm:ss.mmm → mm:ss.mmm] lines, then the case fields.
+    let out = run(&[
+        "transcribe".as_ref(),
+        file.as_os_str(),
+        "--then-intake".as_ref(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("[00:00."), "{text}");
+    assert!(text.contains("路燈不亮或損壞"), "{text}");
+    // A file that is not audio: a clear error, exit status 1.
+    let junk = dir.path().join("junk.wav");
+    std::fs::write(&junk, b"this is not a wav file at all, just text").unwrap();
+    let out = run(&["transcribe".as_ref(), junk.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("無法讀取音檔"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

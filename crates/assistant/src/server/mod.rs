@@ -33,6 +33,7 @@ mod admin;
 mod api;
 pub mod auth;
 mod calls;
+pub use calls::serve_audiosocket;
 pub mod limits;
 mod mydata_routes;
 mod openai;

@@ -297,3 +297,76 @@ fn a_call_streamed_over_the_websocket_gives_partials_finals_and_a_case_with_the_
         "{kept}"
     );
 }
+
+#[test]
+fn an_asterisk_audiosocket_call_is_transcribed_and_kept_for_the_console() {
+    use std::io::Write;
+    let srv = crate::server::start_full(
+        |_| {},
+        None,
+        None,
+        Db::memory().unwrap(),
+        Some(transcriber()),
+    );
+    server::auth::create_user(&srv.state.db, "agent01", "agent-password-1", Role::Agent).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let state = srv.state.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            server::serve_audiosocket(state, l).await;
+        });
+    });
+
+    // Asterisk's framing: kind, big-endian length, payload. UUID, then 20 ms of 8 kHz signed
+    // linear audio a frame, then hang-up.
+    let frame = |kind: u8, payload: &[u8]| -> Vec<u8> {
+        let mut f = vec![kind];
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    };
+    let uuid: [u8; 16] = *b"\x12\x34asterisk-call!";
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.write_all(&frame(0x01, &uuid)).unwrap();
+    let at8k = f32_to_pcm(&voice::audio::resample(&report_16k(500), 16_000, 8000));
+    for chunk in at8k.chunks(320) {
+        conn.write_all(&frame(0x10, chunk)).unwrap();
+    }
+    conn.write_all(&frame(0x00, &[])).unwrap();
+
+    let mut agent = Browser::open(&srv.base);
+    assert_eq!(agent.login("agent01", "agent-password-1").status, 200);
+    let id = format!("call-{}", hex_lower(&uuid));
+    let mut found = None;
+    for _ in 0..600 {
+        std::thread::sleep(Duration::from_millis(100));
+        let calls = agent.get("/api/calls").json();
+        if let Some(c) = calls
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id.as_str() && c["status"] == "ended")
+        {
+            found = Some(c.clone());
+            break;
+        }
+    }
+    let call = found.expect("the AudioSocket call is saved when it hangs up");
+    assert_eq!(call["source"], "audiosocket");
+    assert!(
+        call["transcript"].as_str().unwrap().contains('燈'),
+        "{call}"
+    );
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
