@@ -40,11 +40,12 @@ pub fn to_traditional(text: &str) -> String {
 /// token cut mid-character), and an echo of the initial prompt (returns `None`).
 pub fn clean_segment(text: &str, prompt: &str) -> Option<String> {
     let mut chars: Vec<char> = text.chars().filter(|&c| c != '\u{fffd}').collect();
-    // Loops: a piece of 1–16 characters repeated consecutively (6+ times for one character,
-    // 3+ for longer pieces) is kept once, and whatever follows the loop is dropped.
+    // Loops: a piece of 1–16 characters repeated consecutively at least 4 times and over at
+    // least 20 characters is kept once, and whatever follows the loop is dropped. People do
+    // repeat themselves (一直做夢一直做夢一直做夢 is a reference transcript), not that much.
     'outer: for start in 0..chars.len() {
         for len in 1..=16usize {
-            let needed = if len == 1 { 6 } else { 3 };
+            let needed = 4.max(20usize.div_ceil(len));
             if start + len * needed > chars.len() {
                 continue;
             }
@@ -214,12 +215,10 @@ mod tests {
         let looped = "天氣的「喲」(1999) 天氣的「喲」(1999) 天氣的「喲」(1999) 天氣的「喲」(1999) 天氣\u{fffd}";
         let c = clean_segment(looped, prompt).unwrap();
         assert_eq!(c, "天氣的「喲」(1999)");
-        assert_eq!(clean_segment("好好好好好好好好好好", prompt).unwrap(), "好");
+        assert_eq!(clean_segment(&"好".repeat(24), prompt).unwrap(), "好");
         // Ordinary repetition in speech stays.
-        assert_eq!(
-            clean_segment("一直做夢一直做夢", prompt).unwrap(),
-            "一直做夢一直做夢"
-        );
+        let dream = "一直做夢一直做夢一直做夢";
+        assert_eq!(clean_segment(dream, prompt).unwrap(), dream);
         assert_eq!(clean_segment("謝謝謝謝", prompt).unwrap(), "謝謝謝謝");
         assert_eq!(clean_segment("而這次的通話內容。", prompt), None);
         assert_eq!(clean_segment("。", prompt), None);
