@@ -373,6 +373,12 @@ pub struct Browser {
 
 impl Browser {
     pub fn start() -> Browser {
+        Browser::start_with(&[])
+    }
+
+    /// Chromium with extra command-line switches, e.g. a fake microphone playing a WAV file
+    /// (`--use-fake-device-for-media-stream`, `--use-file-for-fake-audio-capture=…`).
+    pub fn start_with(extra_args: &[String]) -> Browser {
         let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -400,16 +406,26 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(100));
         }
         let profile = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=420,900",
+            "--lang=zh-TW",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend_from_slice(extra_args);
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                    "--window-size=420,900", "--lang=zh-TW",
-                    format!("--user-data-dir={}", profile.path().display())]
-            }
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}
         }}});
         let r: Value = post_json(&agent, &format!("{base}/session"), &caps);
         let id = r["value"]["sessionId"]
@@ -444,6 +460,35 @@ impl Browser {
 
     pub fn current_url(&self) -> String {
         self.query("/url").as_str().unwrap_or_default().to_string()
+    }
+
+    /// Signs in on the login page and waits to land on `next` (e.g. `/console`).
+    pub fn sign_in(&self, base: &str, user: &str, password: &str, next: &str) {
+        self.goto(&format!("{base}/login?next={next}"));
+        self.type_into("#username", user);
+        self.type_into("#password", password);
+        self.click("#login");
+        for _ in 0..100 {
+            if self.current_url().ends_with(next) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(self.current_url().ends_with(next), "{}", self.current_url());
+    }
+
+    /// Polls a script until it returns a non-empty string that `done` accepts, for up to
+    /// `secs`; returns the last value either way.
+    pub fn poll(&self, js: &str, secs: u64, done: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let v = self.script(js, json!([]));
+            let v = v.as_str().unwrap_or_default().to_string();
+            if (!v.is_empty() && done(&v)) || started.elapsed() > Duration::from_secs(secs) {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// The first element matching a CSS selector, waiting up to `secs`.

@@ -170,34 +170,14 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
     b.screenshot(&shots.join("resident-citation.png"));
 
     // Agent: sign in, analyse a call, create and dispatch the case.
-    b.goto(&format!("{}/login?next=/console", srv.base));
-    b.type_into("#username", "agent01");
-    b.type_into("#password", "agent-password-1");
-    b.click("#login");
-    for _ in 0..100 {
-        if b.current_url().ends_with("/console") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(b.current_url().ends_with("/console"), "{}", b.current_url());
+    b.sign_in(&srv.base, "agent01", "agent-password-1", "/console");
     b.type_into("#call-text", CALLS[0]);
     b.click("#analyze");
-    let mut category = String::new();
-    for _ in 0..100 {
-        category = b
-            .script(
-                "const e = document.querySelector('#case-category'); return e ? e.value : '';",
-                json!([]),
-            )
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if !category.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let category = b.poll(
+        "const e = document.querySelector('#case-category'); return e ? e.value : '';",
+        10,
+        |_| true,
+    );
     assert_eq!(category, "路燈不亮或損壞");
     b.wait_for("#suggestion .citation, #suggestion button", 20);
     b.click("#create-case");

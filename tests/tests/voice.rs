@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use e2e_tests::{espeak_pcm16, Client, Server};
+use e2e_tests::{espeak_pcm16, repo_root, Browser, Client, Server};
 
 /// (what the caller says, the category it must be filed under, the bureau).
 const REPORTS: &[(&str, &str, &str)] = &[
@@ -145,4 +145,80 @@ fn assistant_transcribe_prints_timestamps_and_runs_intake_and_refuses_broken_fil
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The agent console's 「開始聽寫」 in a real browser: Chromium's fake microphone plays a
+/// spoken report (once, then silence), the page streams it to `/api/calls/stream` as 16-bit
+/// PCM at the audio context's rate, and the final utterances and the case category land in
+/// the console; stopping saves the call with its transcript.
+#[test]
+fn the_console_microphone_streams_a_call_into_the_case_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(dir.path(), &[]);
+    srv.add_user("agent01", "agent-password-1", "agent");
+    let (rate, pcm) = espeak_pcm16(REPORTS[0].0, 600);
+    // Two seconds of silence after the speech, so the pause ends the last utterance.
+    let mut audio = pcm;
+    audio.extend(std::iter::repeat_n(0u8, rate as usize * 4));
+    let mic = dir.path().join("mic.wav");
+    std::fs::write(&mic, wav(rate, &audio)).unwrap();
+    let b = Browser::start_with(&[
+        "--use-fake-ui-for-media-stream".into(),
+        "--use-fake-device-for-media-stream".into(),
+        format!("--use-file-for-fake-audio-capture={}%noloop", mic.display()),
+        "--autoplay-policy=no-user-gesture-required".into(),
+    ]);
+    b.sign_in(&srv.base, "agent01", "agent-password-1", "/console");
+    b.click("#listen");
+    assert_eq!(
+        b.poll(
+            "return document.querySelector('#listen').getAttribute('aria-pressed')",
+            10,
+            |v| v == "true"
+        ),
+        "true",
+        "listening started; page: {}",
+        b.text("main")
+    );
+    let category = b.poll(
+        "return document.querySelector('#case-category').value",
+        120,
+        |v| v == "路燈不亮或損壞",
+    );
+    let said = b.poll(
+        "return document.querySelector('#call-text').value",
+        5,
+        |v| v.contains('燈'),
+    );
+    b.screenshot(&repo_root().join("target/e2e/screenshots/agent-console-listening.png"));
+    assert_eq!(
+        category,
+        "路燈不亮或損壞",
+        "call text {said:?}; page: {}",
+        b.text("main")
+    );
+    assert!(said.contains('燈'), "{said}");
+    let bureau = b.poll(
+        "return document.querySelector('#case-bureau').value",
+        5,
+        |_| true,
+    );
+    assert_eq!(bureau, "工務局");
+
+    // Stopping ends the call; the server keeps it with the transcript the console showed.
+    b.click("#listen");
+    let mut agent = Client::open(&srv.base);
+    assert_eq!(agent.login("agent01", "agent-password-1").status, 200);
+    let mut calls = serde_json::Value::Null;
+    // The server transcribes what was still buffered before it marks the call ended.
+    for _ in 0..600 {
+        calls = agent.get("/api/calls").json();
+        if calls[0]["status"] == "ended" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(calls[0]["status"], "ended", "{calls}");
+    let saved = calls[0]["transcript"].as_str().unwrap_or_default();
+    assert!(saved.contains('燈'), "{calls}");
 }
