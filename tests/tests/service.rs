@@ -181,22 +181,14 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
     assert_eq!(category, "路燈不亮或損壞");
     b.wait_for("#suggestion .citation, #suggestion button", 20);
     b.click("#create-case");
-    let mut status = String::new();
-    for _ in 0..100 {
-        status = b.text("#case-status");
-        if status.contains("確認") || status.contains("confirmed") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let case_status = "return document.querySelector('#case-status').innerText";
+    b.poll(case_status, 10, |s| {
+        s.contains("確認") || s.contains("confirmed")
+    });
     b.click("#dispatch-case");
-    for _ in 0..100 {
-        status = b.text("#case-status");
-        if status.contains("派工") && !status.contains("確認") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let status = b.poll(case_status, 10, |s| {
+        s.contains("派工") && !s.contains("確認")
+    });
     b.screenshot(&shots.join("agent-console.png"));
     let mut agent = Client::open(&srv.base);
     assert_eq!(agent.login("agent01", "agent-password-1").status, 200);
