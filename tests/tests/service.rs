@@ -19,7 +19,11 @@ fn no_committed_case_or_log_row_is_lost_when_the_server_is_killed_during_writes(
     let dir = tempfile::tempdir().unwrap();
     let mut srv = Server::start(
         dir.path(),
-        &[("ASSISTANT__SERVER__RATE_PER_MINUTE", "100000")],
+        &[
+            ("ASSISTANT__SERVER__RATE_PER_MINUTE", "100000"),
+            ("ASSISTANT__SERVER__ADDRESS_RATE_PER_MINUTE", "100000"),
+            ("ASSISTANT__SERVER__ADDRESS_RATE_BURST", "1000"),
+        ],
     );
     srv.add_user("agent01", "agent-password-1", "agent");
 
@@ -203,13 +207,16 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
 #[test]
 fn two_hundred_chat_clients_get_answers_or_503s_with_retry_after_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
-    // No per-session limit here: every client hammers as fast as it can (the page's own pace is
-    // far slower); the in-flight cap and the LLM queue are the defaults.
+    // No per-session or per-address limit here (all 200 clients share 127.0.0.1): every client
+    // hammers as fast as it can (the page's own pace is far slower); the in-flight cap and the
+    // LLM queue are the defaults.
     let srv = Server::start(
         dir.path(),
         &[
             ("ASSISTANT__SERVER__RATE_PER_MINUTE", "100000"),
             ("ASSISTANT__SERVER__RATE_BURST", "1000"),
+            ("ASSISTANT__SERVER__ADDRESS_RATE_PER_MINUTE", "100000"),
+            ("ASSISTANT__SERVER__ADDRESS_RATE_BURST", "1000"),
         ],
     );
     let out = std::process::Command::new(e2e_tests::binary("eval"))

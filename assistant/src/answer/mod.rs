@@ -1,0 +1,978 @@
+//! The answer pipeline: question → retrieval → an extractive, cited answer built from the
+//! matched guide's sections (always, within the retrieval time) → optionally the LLM's
+//! rewrite from the same numbered passages → the grounding check → Traditional Chinese
+//! (Taiwan) → the answer, or a polite hand-off when the guides don't cover the question.
+//!
+//! The extractive answer is the floor: the resident sees it first, and whenever the LLM's text
+//! fails the grounding check, it is what they keep. [`chat`] adds conversations (follow-ups,
+//! clarifying questions) and [`walkthrough`] the guided, step-by-step applications.
+
+pub mod chat;
+pub mod grounding;
+pub mod walkthrough;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use knowledge::{Chunk, SectionKind};
+use models::llm::{ChatMessage, ChatModel, GenerationParams, GenerationStats};
+use retrieval::{Retriever, SearchHit, SearchOptions};
+use serde::{Deserialize, Serialize};
+
+use grounding::Passage;
+
+/// What the resident is told when the assistant will not answer.
+pub const HANDOFF_TEXT: &str = "這個問題建議撥打1999由專人為您服務。";
+pub const PRIVACY_TEXT: &str =
+    "基於個人資料保護，我無法提供任何人的手機、住址、身分證號碼等個人資料。";
+
+/// Settings of the answer pipeline (`[answer]` in the configuration).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnswerConfig {
+    /// Sections retrieved per question.
+    pub retrieve_k: usize,
+    /// Most passages given to the LLM (and cited by the extractive answer).
+    pub max_passages: usize,
+    /// Most of those passages given to the LLM.
+    pub llm_passages: usize,
+    /// Token budget for the passages in the LLM prompt.
+    pub passage_tokens: usize,
+    /// Characters of one passage shown in the extractive answer.
+    pub extract_chars: usize,
+    /// Below this cosine similarity of the best section (e5), the question is taken as not
+    /// covered by the guides and handed off.
+    pub min_similarity: f32,
+    /// Below this similarity, the question's words must also appear in the matched guide…
+    pub strong_similarity: f32,
+    /// …at least this share of them (words of two or more characters).
+    pub min_coverage: f32,
+    /// Generation settings for the LLM's answer.
+    pub max_tokens: usize,
+    pub temperature: f64,
+    pub repeat_penalty: f32,
+}
+
+impl Default for AnswerConfig {
+    fn default() -> Self {
+        AnswerConfig {
+            retrieve_k: 8,
+            max_passages: 4,
+            llm_passages: 3,
+            passage_tokens: 450,
+            extract_chars: 260,
+            min_similarity: 0.80,
+            strong_similarity: 0.88,
+            min_coverage: 0.34,
+            max_tokens: 120,
+            temperature: 0.0,
+            repeat_penalty: 1.1,
+        }
+    }
+}
+
+/// A cited source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Citation {
+    /// The `[n]` used in the answer text.
+    pub number: usize,
+    pub doc_id: String,
+    /// The cited section (`doc#section.part`); empty where a whole guide is cited.
+    #[serde(default)]
+    pub chunk_id: String,
+    pub title: String,
+    /// Section label (申請資格, 應備文件, …) or the section heading.
+    pub section: String,
+    pub snippet: String,
+}
+
+/// How the answer was produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerKind {
+    /// Sentences copied from the guides, with citations.
+    Extractive,
+    /// The LLM's text, which passed the grounding check.
+    Generated,
+    /// Not answered: the resident is referred to a person.
+    Handoff,
+    /// A question back to the resident (ambiguous question).
+    Clarify,
+    /// A step of a guided walk-through.
+    Walkthrough,
+}
+
+/// What became of the LLM's attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LlmOutcome {
+    pub accepted: bool,
+    /// Why it was rejected (grounding violations, no citation, refusal, error).
+    pub reason: Option<String>,
+    /// The rejected or accepted text (after S→T conversion).
+    pub text: String,
+    pub stats: Option<GenerationStats>,
+}
+
+/// Milliseconds spent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timings {
+    pub retrieval_ms: f64,
+    /// When the first answer text (the extractive one) was ready.
+    pub first_visible_ms: f64,
+    pub llm_first_token_ms: Option<f64>,
+    pub total_ms: f64,
+}
+
+/// The answer to one question.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Answer {
+    pub answer: String,
+    pub citations: Vec<Citation>,
+    pub handoff: bool,
+    pub grounded: bool,
+    pub kind: AnswerKind,
+    /// The bureau responsible, when known.
+    pub bureau: Option<String>,
+    /// The document the answer is about (for follow-up questions).
+    pub doc_id: Option<String>,
+    /// Best section's cosine similarity.
+    pub confidence: f32,
+    pub timings: Timings,
+    pub llm: Option<LlmOutcome>,
+}
+
+impl Answer {
+    /// A reply with no sources (hand-off, clarification, walk-through question).
+    pub fn plain(kind: AnswerKind, text: impl Into<String>) -> Answer {
+        Answer {
+            answer: text.into(),
+            citations: Vec::new(),
+            handoff: kind == AnswerKind::Handoff,
+            grounded: true,
+            kind,
+            bureau: None,
+            doc_id: None,
+            confidence: 0.0,
+            timings: Timings::default(),
+            llm: None,
+        }
+    }
+}
+
+/// Events while an answer is produced, for streaming front-ends.
+pub enum AnswerEvent<'a> {
+    /// The extractive answer (or the hand-off), ready right after retrieval.
+    Draft(&'a Answer),
+    /// A piece of the LLM's text as it is generated (not yet checked).
+    Token(&'a str),
+}
+
+/// Conversation context for one question.
+#[derive(Debug, Clone, Default)]
+pub struct AskContext {
+    /// Text added to the retrieval query (e.g. the topic of the previous turn).
+    pub query_prefix: Option<String>,
+    /// Prefer this document when it is among the results.
+    pub prefer_doc: Option<String>,
+}
+
+/// The pipeline over one knowledge base and an optional LLM.
+pub struct Answerer {
+    retriever: Arc<Retriever>,
+    llm: Option<Arc<dyn ChatModel>>,
+    config: AnswerConfig,
+    /// Set by the caller to stop generation (the client went away).
+    cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// The fixed system prompt (kept identical across requests so its KV cache is reused).
+pub const SYSTEM_PROMPT: &str = "你是臺灣某市政府1999市民熱線的線上客服助理。規則：\
+1. 只能根據使用者訊息中編號的參考資料回答，不可以加入資料以外的事實、數字、金額、日期、電話、網址或文件名稱。\
+2. 每一句話的句尾都要標註出處編號，例如[1]。\
+3. 使用繁體中文（臺灣用語），語氣親切、簡潔，100字以內，不要重複。\
+4. 參考資料不足以回答時，只回答「資料中沒有這項資訊」。\n\
+範例：\n\
+參考資料：\n\
+[1]《公園綠地認養》辦理方式：填寫認養申請書，連同認養計畫送公園管理處審核。\n\
+民眾問題：我想認養社區旁邊的公園，要怎麼做？\n\
+回答：請填寫認養申請書，連同認養計畫送公園管理處審核[1]。";
+
+const INTENTS: &[(&[&str], SectionKind)] = &[
+    (
+        &[
+            "帶什麼",
+            "帶哪些",
+            "要帶",
+            "準備什麼",
+            "準備哪些",
+            "文件",
+            "證件",
+            "應備",
+            "資料要",
+        ],
+        SectionKind::Documents,
+    ),
+    (
+        &[
+            "資格",
+            "條件",
+            "符合",
+            "可以申請嗎",
+            "能申請嗎",
+            "能不能申請",
+            "誰可以",
+            "幾歲",
+        ],
+        SectionKind::Eligibility,
+    ),
+    (
+        &[
+            "哪裡", "地點", "地址", "去哪", "在哪", "窗口", "櫃台", "櫃檯",
+        ],
+        SectionKind::Location,
+    ),
+    (
+        &["費用", "多少錢", "收費", "免費", "規費", "要錢", "付費"],
+        SectionKind::Fees,
+    ),
+    (
+        &["多久", "幾天", "期限", "何時", "什麼時候", "截止"],
+        SectionKind::ProcessingTime,
+    ),
+    (
+        &[
+            "怎麼辦",
+            "如何辦",
+            "如何申請",
+            "怎麼申請",
+            "流程",
+            "步驟",
+            "線上申請",
+            "網路申請",
+            "申請方式",
+            "辦理方式",
+        ],
+        SectionKind::HowToApply,
+    ),
+    (
+        &["哪個單位", "哪個機關", "承辦", "誰負責", "主管機關"],
+        SectionKind::Agency,
+    ),
+    (&["法規", "法律依據", "依據"], SectionKind::LegalBasis),
+];
+
+/// The guide sections a question asks about, in the order asked.
+pub fn intents(question: &str) -> Vec<SectionKind> {
+    let mut out = Vec::new();
+    for (cues, kind) in INTENTS {
+        if cues.iter().any(|c| question.contains(c)) && !out.contains(kind) {
+            out.push(*kind);
+        }
+    }
+    out
+}
+
+const PERSON_WORDS: &[&str] = &[
+    "市長",
+    "副市長",
+    "局長",
+    "處長",
+    "議員",
+    "里長",
+    "立委",
+    "總統",
+    "院長",
+    "主任",
+    "科長",
+    "鄰居",
+    "同事",
+    "前夫",
+    "前妻",
+    "某人",
+    "別人",
+    "他人",
+    "這個人",
+    "那個人",
+    "老師",
+    "醫生",
+    "先生",
+    "小姐",
+    "承辦人",
+];
+const PERSONAL_DATA: &[&str] = &[
+    "手機",
+    "私人電話",
+    "住家電話",
+    "家裡電話",
+    "住址",
+    "住在哪",
+    "家住",
+    "身分證字號",
+    "身分證號",
+    "個資",
+    "生日",
+    "薪水",
+    "病歷",
+    "車牌",
+];
+
+/// Whether the question asks for a person's private data (手機, 住址, ID number …).
+pub fn asks_personal_data(question: &str) -> bool {
+    let q: String = question.chars().filter(|c| !c.is_whitespace()).collect();
+    let data = PERSONAL_DATA.iter().any(|w| q.contains(w));
+    let person = PERSON_WORDS.iter().any(|w| q.contains(w))
+        || ["他的", "她的", "查詢", "查某"]
+            .iter()
+            .any(|w| q.contains(w));
+    data && person
+}
+
+/// Words that say nothing about which service is meant (ignored by [`Answerer::coverage`]).
+const GENERIC_WORDS: &[&str] = &[
+    "今天",
+    "明天",
+    "昨天",
+    "現在",
+    "目前",
+    "請問",
+    "可以",
+    "怎麼",
+    "如何",
+    "什麼",
+    "需要",
+    "我們",
+    "你們",
+    "他們",
+    "一下",
+    "知道",
+    "哪裡",
+    "多少",
+    "時候",
+    "還是",
+    "是否",
+    "幫忙",
+    "謝謝",
+    "你好",
+    "您好",
+    "想要",
+    "告訴",
+    "推薦",
+    "有沒有",
+    "為什麼",
+    "應該",
+];
+
+fn dense_similarity(hit: &SearchHit) -> Option<f32> {
+    hit.contributions
+        .iter()
+        .find(|c| c.source == "dense")
+        .map(|c| c.raw_score)
+}
+
+fn section_name(c: &Chunk) -> String {
+    match c.section {
+        SectionKind::Faq | SectionKind::Other if !c.heading.is_empty() => c.heading.clone(),
+        _ => c.section.label().to_string(),
+    }
+}
+
+/// Cuts `text` to about `max` characters at a sentence or line end.
+pub fn trim_text(text: &str, max: usize) -> String {
+    let clean: String = text
+        .lines()
+        .map(|l| {
+            let t = l.trim();
+            let t = t
+                .strip_prefix("- ")
+                .or_else(|| t.strip_prefix("* "))
+                .map(|r| format!("・{r}"))
+                .unwrap_or_else(|| t.to_string());
+            t
+        })
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    if clean.chars().count() <= max {
+        return clean;
+    }
+    let mut cut = 0;
+    for (i, (b, ch)) in clean.char_indices().enumerate() {
+        if i >= max {
+            break;
+        }
+        if matches!(ch, '。' | '\n' | '；' | '！' | '？') {
+            cut = b + ch.len_utf8();
+        }
+    }
+    if cut == 0 {
+        // No sentence end: cut at the limit, but never inside a number, phone or URL.
+        cut = clean
+            .char_indices()
+            .nth(max)
+            .map(|(b, _)| b)
+            .unwrap_or(clean.len());
+        while let Some(prev) = clean[..cut].chars().next_back() {
+            if prev.is_ascii_alphanumeric() || "-./:#%,：（）()－".contains(prev) {
+                cut -= prev.len_utf8();
+            } else {
+                break;
+            }
+        }
+    }
+    format!("{}…", clean[..cut].trim_end())
+}
+
+fn snippet(text: &str) -> String {
+    let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut s: String = one.chars().take(80).collect();
+    if one.chars().count() > 80 {
+        s.push('…');
+    }
+    s
+}
+
+/// Traditional Chinese (Taiwan phrasing) for model output (shared with transcription).
+use knowledge::text::to_traditional;
+
+/// The passages chosen for one question.
+struct Selection<'a> {
+    chunks: Vec<&'a Chunk>,
+    doc_id: String,
+    title: String,
+    bureau: Option<String>,
+}
+
+impl Answerer {
+    pub fn new(
+        retriever: Arc<Retriever>,
+        llm: Option<Arc<dyn ChatModel>>,
+        config: AnswerConfig,
+    ) -> Answerer {
+        Answerer {
+            retriever,
+            llm,
+            config,
+            cancel: None,
+        }
+    }
+
+    /// Stops generating as soon as `flag` is set (the extractive answer stands).
+    pub fn with_cancel(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Answerer {
+        self.cancel = Some(flag);
+        self
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    pub fn retriever(&self) -> &Retriever {
+        &self.retriever
+    }
+
+    pub fn llm(&self) -> Option<&Arc<dyn ChatModel>> {
+        self.llm.as_ref()
+    }
+
+    pub fn config(&self) -> &AnswerConfig {
+        &self.config
+    }
+
+    /// Share of the question's words (two or more characters) found in the document.
+    pub fn coverage(&self, question: &str, doc_id: &str) -> f32 {
+        let asked: HashSet<String> = retrieval::tokenizer::terms(question)
+            .into_iter()
+            .filter(|t| t.chars().count() >= 2 && !GENERIC_WORDS.contains(&t.as_str()))
+            .collect();
+        if asked.is_empty() {
+            return 1.0;
+        }
+        let doc: HashSet<String> = self
+            .retriever
+            .chunks_of(doc_id)
+            .iter()
+            .flat_map(|c| retrieval::tokenizer::terms(&c.search_text()))
+            .collect();
+        asked.iter().filter(|t| doc.contains(*t)).count() as f32 / asked.len() as f32
+    }
+
+    /// Processes the system prompt so the first question does not pay for it.
+    pub fn warm_up(&self) -> anyhow::Result<()> {
+        if let Some(llm) = &self.llm {
+            llm.warm_prefix(SYSTEM_PROMPT)?;
+        }
+        Ok(())
+    }
+
+    fn select<'a>(
+        &'a self,
+        question: &str,
+        hits: &'a [SearchHit],
+        ctx: &AskContext,
+    ) -> Option<Selection<'a>> {
+        let top = hits.first()?;
+        let doc_id = ctx
+            .prefer_doc
+            .clone()
+            .filter(|d| self.retriever.has_document(d))
+            .unwrap_or_else(|| top.chunk.doc_id.clone());
+        let doc_chunks = self.retriever.chunks_of(&doc_id);
+        let first = doc_chunks.first()?;
+        let (title, bureau) = (first.doc_title.clone(), first.bureau.clone());
+        let asked = intents(question);
+        let mut chosen: Vec<&Chunk> = Vec::new();
+        let push = |c: &'a Chunk, chosen: &mut Vec<&'a Chunk>| {
+            if !chosen.iter().any(|x| x.id == c.id) {
+                chosen.push(c);
+            }
+        };
+        if top.chunk.section == SectionKind::Answer && ctx.prefer_doc.is_none() {
+            // An FAQ corpus: one answer per document. Give the best answer of each of the
+            // closest documents (the resident, or the LLM, picks the one that fits).
+            let floor = top.score * 0.6;
+            let mut docs: Vec<&str> = Vec::new();
+            for h in hits.iter().filter(|h| h.score >= floor) {
+                if !docs.contains(&h.chunk.doc_id.as_str()) {
+                    docs.push(&h.chunk.doc_id);
+                    push(&h.chunk, &mut chosen);
+                }
+            }
+        }
+        // The best-ranked FAQ entry of the document answers the exact question; then the
+        // sections the question asks about; then what retrieval ranked highest.
+        if let Some(h) = hits
+            .iter()
+            .take(3)
+            .find(|h| h.chunk.doc_id == doc_id && h.chunk.section == SectionKind::Faq)
+        {
+            if asked.is_empty() {
+                push(&h.chunk, &mut chosen);
+            }
+        }
+        for kind in &asked {
+            for c in doc_chunks.iter().filter(|c| c.section == *kind) {
+                push(c, &mut chosen);
+            }
+        }
+        for h in hits.iter().filter(|h| h.chunk.doc_id == doc_id) {
+            push(&h.chunk, &mut chosen);
+        }
+        if chosen.is_empty() {
+            for c in doc_chunks.iter().take(2) {
+                push(c, &mut chosen);
+            }
+        }
+        chosen.truncate(self.config.max_passages.max(1));
+        Some(Selection {
+            chunks: chosen,
+            doc_id,
+            title,
+            bureau,
+        })
+    }
+
+    fn citations(&self, sel: &Selection<'_>) -> Vec<Citation> {
+        sel.chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Citation {
+                number: i + 1,
+                doc_id: c.doc_id.clone(),
+                chunk_id: c.id.clone(),
+                title: c.doc_title.clone(),
+                section: section_name(c),
+                snippet: snippet(&c.text),
+            })
+            .collect()
+    }
+
+    fn extractive(&self, sel: &Selection<'_>) -> String {
+        let mut out = format!("關於「{}」", sel.title);
+        if let Some(b) = &sel.bureau {
+            out.push_str(&format!("（{b}）"));
+        }
+        out.push_str("：\n");
+        let mut others = false;
+        for (i, c) in sel.chunks.iter().enumerate() {
+            if c.doc_id != sel.doc_id {
+                if !others {
+                    out.push_str("\n其他可能相關的說明：\n");
+                    others = true;
+                }
+                out.push_str(&format!(
+                    "・{}：\n{}[{}]\n",
+                    c.doc_title,
+                    trim_text(&c.text, self.config.extract_chars / 2),
+                    i + 1
+                ));
+                continue;
+            }
+            let body = trim_text(&c.text, self.config.extract_chars);
+            if c.section != SectionKind::Answer {
+                out.push_str(&format!("【{}】\n", section_name(c)));
+            }
+            out.push_str(&body);
+            out.push_str(&format!("[{}]\n", i + 1));
+        }
+        out.trim_end().to_string()
+    }
+
+    fn prompt(&self, question: &str, sel: &Selection<'_>) -> (String, Vec<String>) {
+        let llm = self.llm.as_ref().expect("prompt only with an LLM");
+        let mut budget = self.config.passage_tokens;
+        let mut texts = Vec::new();
+        let mut body = String::from("參考資料：\n");
+        for (i, c) in sel
+            .chunks
+            .iter()
+            .take(self.config.llm_passages.max(1))
+            .enumerate()
+        {
+            let mut text = c.text.trim().to_string();
+            let mut tokens = llm.count_tokens(&text);
+            if i > 0 && tokens > budget {
+                // Later passages are given whole or not at all.
+                break;
+            }
+            // The first passage is cut to fit, shrinking strictly each round.
+            let mut max_chars = text.chars().count();
+            while tokens > budget && max_chars > 40 {
+                max_chars = (max_chars * budget.max(1) / tokens.max(1))
+                    .min(max_chars - max_chars / 8 - 1)
+                    .max(40);
+                text = trim_text(c.text.trim(), max_chars);
+                tokens = llm.count_tokens(&text);
+            }
+            budget = budget.saturating_sub(tokens);
+            body.push_str(&format!(
+                "[{}]《{}》{}：{}\n",
+                i + 1,
+                c.doc_title,
+                section_name(c),
+                text
+            ));
+            texts.push(text);
+        }
+        body.push_str(&format!("\n民眾問題：{question}"));
+        (body, texts)
+    }
+
+    /// Answers one question. `on_event` sees the draft (extractive) answer as soon as it
+    /// exists and the LLM's text as it streams.
+    pub async fn answer(
+        &self,
+        question: &str,
+        ctx: &AskContext,
+        on_event: &mut (dyn FnMut(AnswerEvent<'_>) + Send),
+    ) -> anyhow::Result<Answer> {
+        let started = Instant::now();
+        let question = question.trim();
+        if question.is_empty() {
+            anyhow::bail!("the question is empty");
+        }
+        if asks_personal_data(question) {
+            let mut a = Answer::plain(AnswerKind::Handoff, format!("{PRIVACY_TEXT}{HANDOFF_TEXT}"));
+            a.timings.first_visible_ms = ms(started);
+            a.timings.total_ms = a.timings.first_visible_ms;
+            on_event(AnswerEvent::Draft(&a));
+            return Ok(a);
+        }
+        let query = match &ctx.query_prefix {
+            Some(p) => format!("{p} {question}"),
+            None => question.to_string(),
+        };
+        let hits = self
+            .retriever
+            .search(
+                &query,
+                &SearchOptions {
+                    k: self.config.retrieve_k,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let retrieval_ms = ms(started);
+        let confidence = hits.first().and_then(dense_similarity).unwrap_or(0.0);
+        let covered = ctx.prefer_doc.is_some()
+            || confidence >= self.config.strong_similarity
+            || (confidence >= self.config.min_similarity
+                && hits.first().is_some_and(|h| {
+                    self.coverage(question, &h.chunk.doc_id) >= self.config.min_coverage
+                }));
+        let sel = if covered {
+            self.select(question, &hits, ctx)
+        } else {
+            None
+        };
+        let Some(sel) = sel else {
+            let mut a = Answer::plain(AnswerKind::Handoff, HANDOFF_TEXT);
+            a.confidence = confidence;
+            a.timings.retrieval_ms = retrieval_ms;
+            a.timings.first_visible_ms = ms(started);
+            a.timings.total_ms = a.timings.first_visible_ms;
+            on_event(AnswerEvent::Draft(&a));
+            return Ok(a);
+        };
+        let citations = self.citations(&sel);
+        let text = self.extractive(&sel);
+        let sources: Vec<String> = sel
+            .chunks
+            .iter()
+            .map(|c| cited_text(&c.doc_title, &c.text))
+            .collect();
+        let report = grounding::check(&text, &numbered(&sources), &allowed(question));
+        let mut answer = Answer {
+            answer: text,
+            citations,
+            handoff: false,
+            grounded: report.is_grounded(),
+            kind: AnswerKind::Extractive,
+            bureau: sel.bureau.clone(),
+            doc_id: Some(sel.doc_id.clone()),
+            confidence,
+            timings: Timings {
+                retrieval_ms,
+                first_visible_ms: ms(started),
+                llm_first_token_ms: None,
+                total_ms: 0.0,
+            },
+            llm: None,
+        };
+        on_event(AnswerEvent::Draft(&answer));
+
+        if let Some(llm) = self.llm.clone() {
+            let (user, texts) = self.prompt(question, &sel);
+            let messages = [ChatMessage::system(SYSTEM_PROMPT), ChatMessage::user(user)];
+            let params = GenerationParams {
+                max_tokens: self.config.max_tokens,
+                temperature: self.config.temperature,
+                repeat_penalty: self.config.repeat_penalty,
+                // Echoes of the prompt's format end the reply.
+                stop: vec!["\n[".into(), "參考資料".into(), "民眾問題".into()],
+                ..GenerationParams::default()
+            };
+            let mut raw = String::new();
+            let llm_started = Instant::now();
+            let mut first_token: Option<f64> = None;
+            let result = tokio::task::block_in_place(|| {
+                llm.chat(&messages, &params, &mut |piece| {
+                    if first_token.is_none() {
+                        first_token = Some(ms(started));
+                    }
+                    raw.push_str(piece);
+                    on_event(AnswerEvent::Token(piece));
+                    !degenerate(&raw) && !self.cancelled()
+                })
+            });
+            answer.timings.llm_first_token_ms = first_token;
+            let given_texts: Vec<String> = texts
+                .iter()
+                .zip(&sel.chunks)
+                .map(|(t, c)| cited_text(&c.doc_title, t))
+                .collect();
+            let given = numbered(&given_texts);
+            let outcome = match result {
+                Ok(stats) => {
+                    let mut text = to_traditional(raw.trim());
+                    if grounding::citations(&text).is_empty() {
+                        if let Some(n) = copied_from(&text, &given_texts) {
+                            // A reply copied from one passage without its marker: cite it.
+                            text.push_str(&format!("[{n}]"));
+                        }
+                    }
+                    let report = grounding::check(&text, &given, &allowed(question));
+                    let plain = grounding::strip_citations(&text);
+                    let reason = if text.is_empty() {
+                        Some("empty".to_string())
+                    } else if text.contains("資料中沒有") {
+                        Some("the model found no answer in the passages".to_string())
+                    } else if plain.trim_end().ends_with(['？', '?']) {
+                        Some("the reply is a question, not an answer".to_string())
+                    } else if report.cited.is_empty() {
+                        Some("no citation".to_string())
+                    } else if !report.is_grounded() {
+                        Some(format!("grounding: {:?}", report.violations))
+                    } else {
+                        None
+                    };
+                    if reason.is_none() {
+                        let mut cited = report.cited.clone();
+                        let mut shown = text.clone();
+                        // Other documents' entries the reply did not use stay listed as
+                        // possibly related (an FAQ search often has several near matches).
+                        let related: Vec<&Citation> = answer
+                            .citations
+                            .iter()
+                            .filter(|c| !cited.contains(&c.number) && c.doc_id != sel.doc_id)
+                            .collect();
+                        if !related.is_empty() {
+                            shown.push_str("\n\n其他可能相關的說明：");
+                            for c in related {
+                                shown.push_str(&format!("\n・{}[{}]", c.title, c.number));
+                                cited.push(c.number);
+                            }
+                        }
+                        answer.answer = shown;
+                        answer.citations.retain(|c| cited.contains(&c.number));
+                        answer.kind = AnswerKind::Generated;
+                        answer.grounded = true;
+                    }
+                    LlmOutcome {
+                        accepted: reason.is_none(),
+                        reason,
+                        text,
+                        stats: Some(stats),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "generation failed; keeping the extractive answer");
+                    LlmOutcome {
+                        accepted: false,
+                        reason: Some(format!("error: {e}")),
+                        text: String::new(),
+                        stats: None,
+                    }
+                }
+            };
+            tracing::debug!(
+                accepted = outcome.accepted,
+                llm_ms = llm_started.elapsed().as_millis() as u64,
+                "llm answer checked"
+            );
+            answer.llm = Some(outcome);
+        }
+        answer.timings.total_ms = ms(started);
+        Ok(answer)
+    }
+}
+
+/// The passage (1-based) a reply was copied from: at least 80% of the reply's character
+/// bigrams occur in it.
+pub fn copied_from(reply: &str, passages: &[String]) -> Option<usize> {
+    let grams = |t: &str| -> Vec<(char, char)> {
+        let cs: Vec<char> = t.chars().filter(|c| !c.is_whitespace()).collect();
+        cs.windows(2).map(|w| (w[0], w[1])).collect()
+    };
+    let reply_grams = grams(reply);
+    if reply_grams.len() < 4 {
+        return None;
+    }
+    passages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let pg: HashSet<(char, char)> = grams(p).into_iter().collect();
+            let hit = reply_grams.iter().filter(|g| pg.contains(g)).count();
+            (i + 1, hit as f64 / reply_grams.len() as f64)
+        })
+        .filter(|(_, share)| *share >= 0.8)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(n, _)| n)
+}
+
+/// Whether generated text has started repeating itself (a small model's failure mode): the
+/// line being written, once 12 characters long, already appeared earlier. Generation stops
+/// there; the grounding check then judges what was written.
+pub fn degenerate(text: &str) -> bool {
+    let Some((before, current)) = text.rsplit_once('\n') else {
+        return false;
+    };
+    let current = current.trim();
+    current.chars().count() >= 12 && before.contains(current)
+}
+
+/// A cited section as the grounding check reads it: the guide's title and the section text.
+pub fn cited_text(title: &str, text: &str) -> String {
+    format!("{title}\n{text}")
+}
+
+/// Source texts as the passages `[1]`, `[2]`, … in order.
+pub fn numbered(texts: &[String]) -> Vec<Passage<'_>> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Passage {
+            number: i + 1,
+            text: t,
+        })
+        .collect()
+}
+
+/// What an answer may say beyond its sources: the resident's own question and the product's
+/// fixed hand-off sentences.
+pub fn allowed(question: &str) -> [&str; 3] {
+    [question, HANDOFF_TEXT, PRIVACY_TEXT]
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intents_follow_the_question() {
+        assert_eq!(intents("那要帶什麼？"), vec![SectionKind::Documents]);
+        assert_eq!(
+            intents("要去哪裡辦？費用多少錢？"),
+            vec![SectionKind::Location, SectionKind::Fees]
+        );
+        assert!(intents("敬老卡是什麼").is_empty());
+    }
+
+    #[test]
+    fn personal_data_requests_are_recognised() {
+        assert!(asks_personal_data("市長的手機號碼是多少？"));
+        assert!(asks_personal_data("可以告訴我里長住在哪嗎"));
+        assert!(asks_personal_data("幫我查隔壁鄰居的身分證字號"));
+        assert!(!asks_personal_data("區公所的電話是多少？"));
+        assert!(!asks_personal_data("手機可以申請敬老卡嗎"));
+    }
+
+    #[test]
+    fn trimming_cuts_at_a_sentence_end_and_marks_the_cut() {
+        let t = "第一句很長的說明。第二句也很長的說明。第三句。";
+        let cut = trim_text(t, 12);
+        assert_eq!(cut, "第一句很長的說明。…");
+        assert_eq!(trim_text("- 身分證\n- 印章", 50), "・身分證\n・印章");
+        // A hard cut never splits a phone number or a URL.
+        assert_eq!(trim_text("請撥打專線0800-009-609洽詢", 10), "請撥打專線…");
+        assert_eq!(trim_text("網址https://www.gov.tw/a", 8), "網址…");
+    }
+
+    #[test]
+    fn a_reply_copied_from_one_passage_is_attributed_to_it() {
+        let passages = vec![
+            "路燈故障請撥打1999通報。".to_string(),
+            "敬老卡請攜帶身分證與照片到區公所申請。".to_string(),
+        ];
+        assert_eq!(
+            copied_from("請攜帶身分證與照片到區公所申請", &passages),
+            Some(2)
+        );
+        assert_eq!(copied_from("請帶健保卡去醫院掛號看診", &passages), None);
+        assert_eq!(copied_from("好", &passages), None);
+    }
+
+    #[test]
+    fn repeated_lines_are_detected() {
+        assert!(degenerate(
+            "敬老卡是市政府發給長者的票證。\n\n敬老卡是市政府發給長者的"
+        ));
+        assert!(!degenerate("請帶身分證[1]\n請帶照片[2]"));
+        assert!(!degenerate("沒有換行的一段很長很長很長的文字"));
+    }
+
+    #[test]
+    fn model_output_is_converted_to_taiwan_traditional() {
+        assert_eq!(to_traditional("软件和信息"), "軟體和資訊");
+        assert_eq!(to_traditional("身分證"), "身分證");
+        assert_eq!(to_traditional("请携带身份证"), "請攜帶身分證");
+        assert_eq!(to_traditional("土地使用分區管制"), "土地使用分區管制");
+    }
+}

@@ -1,0 +1,76 @@
+//! `benefits`: what a resident appears eligible for, from how they describe themselves.
+
+use std::process::ExitCode;
+
+use crate::app::App;
+
+/// Today as ISO `YYYY-MM-DD` (UTC).
+fn today_iso() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or_default() as i64;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `assistant benefits`.
+pub(super) fn benefits_cmd(
+    app: &App,
+    text: &str,
+    on: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use crate::eligibility::{suggest, Facts, Status};
+    let on = on.unwrap_or_else(today_iso);
+    let extractor = app.extractor(false)?;
+    let book = knowledge::benefits::Rulebook::load(&app.settings.paths.benefits)?;
+    let mut values = serde_json::Map::new();
+    for form in ["childcare_allowance", "senior_card", "student_scholarship"] {
+        if let Ok(x) = extractor.extract(form, text) {
+            for (k, v) in x.values() {
+                values.entry(k).or_insert(v);
+            }
+        }
+    }
+    let facts = Facts::from_values(&values, &on, &extractor.taxonomy().city_names);
+    let found = suggest(&book, &facts, &on);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if found.is_empty() {
+        println!("從描述中找不到可判斷的福利項目，請提供更多資訊（例如年齡、孩子的出生日期、家庭經濟身分）。");
+    }
+    for a in &found {
+        let status = match a.status {
+            Status::Eligible => "看起來符合",
+            Status::NeedsInfo => "可能符合，還需要確認",
+            Status::NotEligible => "不符合",
+        };
+        let amount = a
+            .amount
+            .map(|n| format!("，{}{n}", a.unit.clone().unwrap_or_default()))
+            .unwrap_or_default();
+        println!("● {}（{}）：{status}{amount}", a.name, a.bureau);
+        for c in &a.checks {
+            println!("    - {}", c.reason);
+        }
+        if !a.documents.is_empty() {
+            println!("    應備文件：{}", a.documents.join("、"));
+        }
+        if a.verify {
+            println!("    ※ 此項規則數值尚待市府確認");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

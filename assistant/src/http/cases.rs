@@ -1,0 +1,222 @@
+//! Agents' side of a call: form extraction, the live assist (suggested answer and case fields),
+//! and cases from draft to dispatch.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+
+use super::auth::{Role, Session};
+use super::chat::AnswerView;
+use super::{limits, ApiError, ApiResult, AppState};
+use crate::answer::Answerer;
+use crate::intake::{
+    self,
+    case::{Case, CaseError, Corrections},
+};
+use crate::store::now;
+
+fn long_text(state: &AppState, text: &str) -> ApiResult<String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(ApiError::bad_request("請提供要解析的內容。"));
+    }
+    let n = t.chars().count();
+    if n > state.settings.max_text_chars {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "text_too_long",
+            format!(
+                "內容太長（{n} 字），上限 {} 字。",
+                state.settings.max_text_chars
+            ),
+        ));
+    }
+    Ok(t.to_string())
+}
+
+#[derive(Deserialize)]
+pub struct ExtractRequest {
+    #[serde(default = "default_schema")]
+    schema: String,
+    text: String,
+}
+
+fn default_schema() -> String {
+    "case_report".into()
+}
+
+/// `POST /api/extract`: form fields from a description.
+pub async fn extract(
+    State(state): State<Arc<AppState>>,
+    s: Session,
+    super::Body(req): super::Body<ExtractRequest>,
+) -> ApiResult<Json<crate::intake::Extraction>> {
+    let text = long_text(&state, &req.text)?;
+    limits::rate(&state, &s)?;
+    let _permit = limits::admit(&state)?;
+    let ex = state.extractor.clone();
+    let out = tokio::task::spawn_blocking(move || ex.extract(&req.schema, &text))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+pub struct AssistRequest {
+    text: String,
+}
+
+/// `POST /api/assist` (agents, during a call): the suggested answer with sources (extractive:
+/// at once) and the case fields read so far.
+pub async fn assist(
+    State(state): State<Arc<AppState>>,
+    s: Session,
+    super::Body(req): super::Body<AssistRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
+    s.require(Role::Agent)?;
+    let text = long_text(&state, &req.text)?;
+    let _permit = limits::admit(&state)?;
+    Ok(Json(analyse_call(&state, text).await?))
+}
+
+/// The assist as JSON (the console's and the call stream's `analysis`).
+pub(super) async fn analyse_call(state: &AppState, text: String) -> ApiResult<serde_json::Value> {
+    let kb = state.kb.clone().read_owned().await;
+    let answerer = Answerer::new(kb.retriever.clone(), None, state.answer_config.clone());
+    let a = intake::assist(
+        &answerer,
+        state.extractor.clone(),
+        text,
+        state.settings.max_message_chars,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(serde_json::json!({
+        "answer": AnswerView::from(&a.answer),
+        "case": a.case,
+    }))
+}
+
+async fn load_case(state: &AppState, id: &str) -> ApiResult<Case> {
+    let id = id.to_string();
+    state
+        .db
+        .call(move |db| db.case(&id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("找不到這個案件。"))
+}
+
+async fn store_case(state: &AppState, case: &Case) -> ApiResult<()> {
+    let c = case.clone();
+    state.db.call(move |db| db.save_case(&c)).await?;
+    Ok(())
+}
+
+fn case_error(e: CaseError) -> ApiError {
+    let code = match e {
+        CaseError::AlreadyDispatched => "already_dispatched",
+        CaseError::NotConfirmed => "not_confirmed",
+        CaseError::NoBureau | CaseError::UnknownCategory(_) => {
+            return ApiError::bad_request(e.to_string())
+        }
+    };
+    ApiError::new(StatusCode::CONFLICT, code, e.to_string())
+}
+
+#[derive(Deserialize)]
+pub struct NewCase {
+    text: String,
+}
+
+/// `POST /api/cases` (agents): a draft case from what the caller said.
+pub async fn create_case(
+    State(state): State<Arc<AppState>>,
+    s: Session,
+    super::Body(req): super::Body<NewCase>,
+) -> ApiResult<(StatusCode, Json<Case>)> {
+    s.require(Role::Agent)?;
+    let text = long_text(&state, &req.text)?;
+    let ex = state.extractor.clone();
+    let t2 = text.clone();
+    let out = tokio::task::spawn_blocking(move || ex.extract("case_report", &t2))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let category = out
+        .fields
+        .get("category")
+        .and_then(|v| v.value.as_str())
+        .map(String::from);
+    let case = Case::draft(
+        now(),
+        category,
+        out.bureau.clone(),
+        out.values(),
+        &text,
+        s.actor(),
+    );
+    store_case(&state, &case).await?;
+    state.db.audit(&s.actor(), "case.create", &case.id)?;
+    Ok((StatusCode::CREATED, Json(case)))
+}
+
+/// `POST /api/cases/{id}/confirm` (agents): the agent's corrections; the case is confirmed.
+pub async fn confirm_case(
+    State(state): State<Arc<AppState>>,
+    s: Session,
+    Path(id): Path<String>,
+    super::Body(req): super::Body<Corrections>,
+) -> ApiResult<Json<Case>> {
+    s.require(Role::Agent)?;
+    let mut case = load_case(&state, &id).await?;
+    let tax = state.extractor.taxonomy();
+    let bureau_of = |cat: &str| {
+        tax.categories
+            .iter()
+            .find(|c| c.name == cat)
+            .map(|c| c.bureau.clone())
+    };
+    case.confirm(req, now(), bureau_of).map_err(case_error)?;
+    store_case(&state, &case).await?;
+    state.db.audit(&s.actor(), "case.confirm", &case.id)?;
+    Ok(Json(case))
+}
+
+#[derive(Deserialize)]
+pub struct Dispatch {
+    #[serde(default)]
+    bureau: Option<String>,
+}
+
+/// `POST /api/cases/{id}/dispatch` (agents): sends a confirmed case to a bureau.
+pub async fn dispatch_case(
+    State(state): State<Arc<AppState>>,
+    s: Session,
+    Path(id): Path<String>,
+    super::Body(req): super::Body<Dispatch>,
+) -> ApiResult<Json<Case>> {
+    s.require(Role::Agent)?;
+    let mut case = load_case(&state, &id).await?;
+    case.dispatch(req.bureau, now()).map_err(case_error)?;
+    store_case(&state, &case).await?;
+    state.db.audit(
+        &s.actor(),
+        "case.dispatch",
+        &format!("{} → {}", case.id, case.bureau.clone().unwrap_or_default()),
+    )?;
+    Ok(Json(case))
+}
+
+/// `GET /api/cases` (agents): the latest cases.
+pub async fn list_cases(
+    State(state): State<Arc<AppState>>,
+    s: Session,
+) -> ApiResult<Json<Vec<Case>>> {
+    s.require(Role::Agent)?;
+    let rows = state.db.call(|db| db.recent_cases(200)).await?;
+    Ok(Json(rows))
+}

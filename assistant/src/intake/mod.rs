@@ -1,0 +1,140 @@
+//! 1999 case intake: what a caller or resident said → the case an agent confirms and
+//! dispatches.
+//!
+//! - [`extract`]: form fields with their source spans, validation problems and follow-up
+//!   questions (rules and gazetteers first, a schema-constrained LLM for what they miss);
+//! - [`category`]: the dispatch category of a report (the classifier the product and
+//!   `eval extract --schema case_report` use; the case's bureau comes from its category);
+//! - [`route`]: which bureau answers a free-form question or complaint (`assistant route`,
+//!   `eval route`);
+//! - [`case`]: the case record and its status transitions.
+
+pub mod case;
+pub mod category;
+pub mod extract;
+pub mod route;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use extract::{Extraction, Extractor};
+
+use crate::answer::{Answer, Answerer, AskContext};
+
+/// One case field as the agent sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseField {
+    pub name: String,
+    pub label: String,
+    pub value: serde_json::Value,
+    pub confidence: f32,
+    pub evidence: Option<String>,
+}
+
+/// Another category the classifier considered, with its bureau.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alternative {
+    pub category: String,
+    pub bureau: Option<String>,
+    pub score: f32,
+}
+
+/// The case read from a call so far, for the agent's screen.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseView {
+    pub category: Option<String>,
+    pub bureau: Option<String>,
+    pub fields: Vec<CaseField>,
+    pub alternatives: Vec<Alternative>,
+    pub problems: Vec<String>,
+    pub follow_ups: Vec<String>,
+}
+
+/// The agent's view of an extraction: fields with their zh-TW labels, the category with its
+/// bureau and the alternatives.
+pub fn case_view(extractor: &Extractor, ex: &Extraction) -> CaseView {
+    let form = extractor.form(&ex.schema).ok();
+    let label = |name: &str| {
+        form.and_then(|f| f.fields.iter().find(|x| x.name == name))
+            .map(|x| x.label.clone())
+            .unwrap_or_else(|| name.to_string())
+    };
+    let tax = extractor.taxonomy();
+    let bureau_of = |c: &str| {
+        tax.categories
+            .iter()
+            .find(|x| x.name == c)
+            .map(|x| x.bureau.clone())
+    };
+    CaseView {
+        category: ex
+            .fields
+            .get("category")
+            .and_then(|v| v.value.as_str())
+            .map(String::from),
+        bureau: ex.bureau.clone(),
+        fields: ex
+            .fields
+            .iter()
+            .map(|(k, v)| CaseField {
+                name: k.clone(),
+                label: label(k),
+                value: v.value.clone(),
+                confidence: v.confidence,
+                evidence: v.evidence.clone(),
+            })
+            .collect(),
+        alternatives: ex
+            .alternatives
+            .iter()
+            .map(|(c, score)| Alternative {
+                category: c.clone(),
+                bureau: bureau_of(c),
+                score: *score,
+            })
+            .collect(),
+        problems: ex.problems.iter().map(|p| p.message.clone()).collect(),
+        follow_ups: ex.follow_ups.iter().map(|f| f.question.clone()).collect(),
+    }
+}
+
+/// The caller's latest question: the last non-empty line of the call so far, cut to `max_chars`.
+pub fn latest_question(call: &str, max_chars: usize) -> String {
+    call.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(call)
+        .chars()
+        .take(max_chars)
+        .collect()
+}
+
+/// What the agent sees while a call runs.
+pub struct Assist {
+    /// The suggested answer to the latest question, with sources.
+    pub answer: Answer,
+    /// The case read from the whole call.
+    pub case: CaseView,
+}
+
+/// The assist for what a caller said so far: the latest utterance is the question (suggested
+/// answer with sources), the whole call is the case (fields, category, bureau).
+pub async fn assist(
+    answerer: &Answerer,
+    extractor: Arc<Extractor>,
+    call: String,
+    max_question_chars: usize,
+) -> anyhow::Result<Assist> {
+    let question = latest_question(&call, max_question_chars);
+    let answer = answerer
+        .answer(&question, &AskContext::default(), &mut |_| {})
+        .await?;
+    let ex = extractor.clone();
+    let extraction =
+        tokio::task::spawn_blocking(move || ex.extract("case_report", &call)).await??;
+    Ok(Assist {
+        answer,
+        case: case_view(&extractor, &extraction),
+    })
+}
