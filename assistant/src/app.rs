@@ -9,6 +9,7 @@ use anyhow::Context;
 use models::llm::ChatModel;
 use retrieval::{Embedder, Retriever};
 
+use crate::answer::safety::Triage;
 use crate::answer::walkthrough::{self, Walkthrough};
 use crate::answer::Answerer;
 use crate::config::{MyDataPlatform, Settings};
@@ -21,6 +22,7 @@ use crate::store::Db;
 pub struct App {
     pub settings: Settings,
     embedder: OnceLock<Arc<dyn Embedder>>,
+    triage: OnceLock<Arc<Triage>>,
 }
 
 /// Where the MyData pre-fill talks to, once started.
@@ -35,6 +37,7 @@ impl App {
         App {
             settings,
             embedder: OnceLock::new(),
+            triage: OnceLock::new(),
         }
     }
 
@@ -66,13 +69,40 @@ impl App {
         self.settings.llm.load(&self.cache_root())
     }
 
-    /// The answer pipeline over `retriever`, with the configured LLM unless `no_llm`.
+    /// The answer pipeline over `retriever` (safety triage first), with the configured LLM
+    /// unless `no_llm`.
     pub fn answerer(&self, retriever: Retriever, no_llm: bool) -> anyhow::Result<Answerer> {
         let llm = if no_llm { None } else { self.llm()? };
-        Ok(Answerer::new(
-            Arc::new(retriever),
-            llm,
-            self.settings.answer.clone(),
+        Ok(
+            Answerer::new(Arc::new(retriever), llm, self.settings.answer.clone())
+                .with_triage(self.triage()?)
+                .with_entities(self.entities()?),
+        )
+    }
+
+    /// The safety triage: the rules in `paths.safety` and the similarity vote with the
+    /// embedder (exemplar vectors cached beside the models).
+    pub fn triage(&self) -> anyhow::Result<Arc<Triage>> {
+        if let Some(t) = self.triage.get() {
+            return Ok(t.clone());
+        }
+        let t = Triage::load(&self.settings.paths.safety)?.with_embedder(
+            self.embedder()?,
+            self.settings.answer.safety_similarity,
+            Some(&self.cache_root().join("safety")),
+        )?;
+        Ok(self.triage.get_or_init(|| Arc::new(t)).clone())
+    }
+
+    /// The names of the services and household statuses in the bundled guides (titles and
+    /// aliases), which the claim check keeps apart.
+    pub fn entities(&self) -> anyhow::Result<Vec<String>> {
+        let loaded = knowledge::load_path(
+            &self.settings.paths.corpus,
+            &knowledge::LoadOptions::default(),
+        )?;
+        Ok(crate::answer::entities(
+            loaded.documents.iter().map(|d| &d.document),
         ))
     }
 
@@ -222,6 +252,8 @@ impl App {
             );
         }
         Ok(AppState::new(Parts {
+            triage: Some(self.triage()?),
+            entities: self.entities()?,
             settings: s.clone(),
             answer_config: settings.answer.clone(),
             retriever,

@@ -40,6 +40,8 @@ pub struct Paths {
     pub benefits: PathBuf,
     /// The MyData dataset catalogue and the sandbox's synthetic residents.
     pub mydata: PathBuf,
+    /// Safety triage rules.
+    pub safety: PathBuf,
 }
 
 impl Default for Paths {
@@ -53,6 +55,7 @@ impl Default for Paths {
             cases: PathBuf::from("corpus/cases"),
             benefits: PathBuf::from("corpus/benefits"),
             mydata: PathBuf::from("corpus/mydata"),
+            safety: PathBuf::from("corpus/safety"),
         }
     }
 }

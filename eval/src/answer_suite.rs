@@ -19,19 +19,27 @@ use crate::{open_eval_set, EvalSet};
 
 #[derive(clap::Args)]
 pub struct AnswerArgs {
+    /// Gold correctness rows (`{"id", "q", "expect", "doc", "must", "must_not"}`): scores what
+    /// the resident reads. The corpus defaults to the bundled guides.
+    #[arg(long)]
+    pub(crate) gold: Option<PathBuf>,
+    /// With `--gold`: ask a running server (`POST URL/api/ask`) instead of the pipeline in
+    /// process.
+    #[arg(long, requires = "gold")]
+    pub(crate) url: Option<String>,
     #[command(flatten)]
-    set: EvalSet,
+    pub(crate) set: EvalSet,
     /// `on`: the configured LLM; `off`: extractive answers only; `both`: extractive first,
     /// then with the LLM (the headline figures are the LLM run's, the other under
     /// "extractive").
     #[arg(long, default_value = "on")]
-    llm: String,
+    pub(crate) llm: String,
     /// Run the LLM on at most N of the queries (the extractive run covers all).
     #[arg(long)]
-    llm_limit: Option<usize>,
+    pub(crate) llm_limit: Option<usize>,
     /// Write every answer as JSONL here.
     #[arg(long)]
-    answers_out: Option<PathBuf>,
+    pub(crate) answers_out: Option<PathBuf>,
 }
 
 /// The text of what an answer cites, as the grounding check sees it.
@@ -169,6 +177,9 @@ async fn run_once(
 }
 
 pub async fn run(app: &App, a: &AnswerArgs, report: Option<&Path>) -> anyhow::Result<Value> {
+    if let Some(gold) = &a.gold {
+        return crate::gold_suite::run(app, a, gold).await;
+    }
     let (r, gold) = open_eval_set(app, &a.set).await?;
     let r = Arc::new(r);
     let config: AnswerConfig = app.settings.answer.clone();
@@ -225,10 +236,10 @@ pub async fn run(app: &App, a: &AnswerArgs, report: Option<&Path>) -> anyhow::Re
             "answer",
             &rows,
             &[
-                ("corpus".into(), a.set.corpus.display().to_string()),
+                ("corpus".into(), a.set.corpus()?.display().to_string()),
                 (
                     "queries".into(),
-                    format!("{} ({})", a.set.queries, gold.len()),
+                    format!("{} ({})", a.set.queries()?, gold.len()),
                 ),
             ],
         )?;

@@ -4,9 +4,11 @@
 mod answer_suite;
 mod asr_suite;
 mod extract_suite;
+mod gold_suite;
 mod llm_suite;
 mod load_suite;
 mod route_suite;
+mod safety_suite;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -63,6 +65,8 @@ enum Suite {
     Load(load_suite::LoadArgs),
     /// Speech recognition: character error rate, real-time factor, Simplified-output share.
     Asr(asr_suite::AsrArgs),
+    /// Safety triage: danger detected (precision, recall), the right rule, false alarms.
+    Safety(safety_suite::SafetyArgs),
 }
 
 #[derive(clap::Args)]
@@ -113,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Suite::Route(args) => route_suite::run(app, &args).await?,
         Suite::Load(args) => load_suite::run(&args).await?,
         Suite::Asr(args) => tokio::task::block_in_place(|| asr_suite::run(app, &args))?,
+        Suite::Safety(args) => tokio::task::block_in_place(|| safety_suite::run(app, &args))?,
     };
     println!("{}", serde_json::to_string(&summary)?);
     let mut failed = false;
@@ -167,11 +172,12 @@ fn mode_name(mode: Mode) -> &'static str {
 /// Inputs shared by the suites that run over a corpus and gold queries.
 #[derive(clap::Args)]
 pub(crate) struct EvalSet {
+    /// The corpus (default for `answer --gold`: the bundled guides).
     #[arg(long)]
-    pub corpus: PathBuf,
+    pub corpus: Option<PathBuf>,
     /// JSONL gold queries, or `faq-questions` to use the FAQ's own questions.
     #[arg(long)]
-    pub queries: String,
+    pub queries: Option<String>,
     /// Ids file restricting `faq-questions` (one url per line).
     #[arg(long)]
     pub split: Option<PathBuf>,
@@ -190,32 +196,28 @@ pub(crate) struct EvalSet {
     pub limit: Option<usize>,
 }
 
-/// Loads the gold queries and opens (building or updating) the index over the corpus; keeps
-/// only queries whose relevant documents are in the corpus.
-pub(crate) async fn open_eval_set(
-    app: &App,
-    a: &EvalSet,
-) -> anyhow::Result<(Retriever, Vec<GoldQuery>)> {
-    let mut gold: Vec<GoldQuery> = if a.queries == "faq-questions" {
-        let ids = a.split.as_deref().map(read_ids).transpose()?;
-        faq_questions(&a.corpus, ids.as_ref())?
-    } else {
-        if a.split.is_some() {
-            bail!("--split applies to `--queries faq-questions` only");
-        }
-        read_jsonl(Path::new(&a.queries))?
-    };
-    if let Some(n) = a.limit {
-        gold.truncate(n);
+impl EvalSet {
+    pub fn corpus(&self) -> anyhow::Result<&Path> {
+        self.corpus
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("give --corpus PATH"))
     }
-    if gold.is_empty() {
-        bail!("no queries to evaluate");
+
+    pub fn queries(&self) -> anyhow::Result<&str> {
+        self.queries
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("give --queries PATH (or faq-questions)"))
     }
+}
+
+/// Opens (building or updating) the index over `corpus`: the cache entry keyed by the corpus
+/// and options unless `--index` or `--fresh` says otherwise.
+pub(crate) async fn open_index(app: &App, a: &EvalSet, corpus: &Path) -> anyhow::Result<Retriever> {
     let index_dir = match (&a.index, a.fresh) {
         (_, true) => None,
         (Some(d), _) => Some(d.clone()),
         (None, false) => Some(app.cache_root().join("eval-index").join(cache_key(
-            &a.corpus,
+            corpus,
             a.index_questions,
             app,
         )?)),
@@ -224,7 +226,7 @@ pub(crate) async fn open_eval_set(
     let mut r: Retriever = app.retriever(index_dir.as_deref()).await?;
     let out = assistant::kb::ingest(
         &mut r,
-        std::slice::from_ref(&a.corpus),
+        &[corpus.to_path_buf()],
         &LoadOptions {
             index_questions: a.index_questions,
         },
@@ -246,6 +248,33 @@ pub(crate) async fn open_eval_set(
         out.report.unchanged,
         t0.elapsed().as_secs_f64()
     );
+    Ok(r)
+}
+
+/// Loads the gold queries and opens the index over the corpus; keeps only queries whose
+/// relevant documents are in the corpus.
+pub(crate) async fn open_eval_set(
+    app: &App,
+    a: &EvalSet,
+) -> anyhow::Result<(Retriever, Vec<GoldQuery>)> {
+    let corpus = a.corpus()?;
+    let queries = a.queries()?;
+    let mut gold: Vec<GoldQuery> = if queries == "faq-questions" {
+        let ids = a.split.as_deref().map(read_ids).transpose()?;
+        faq_questions(corpus, ids.as_ref())?
+    } else {
+        if a.split.is_some() {
+            bail!("--split applies to `--queries faq-questions` only");
+        }
+        read_jsonl(Path::new(queries))?
+    };
+    if let Some(n) = a.limit {
+        gold.truncate(n);
+    }
+    if gold.is_empty() {
+        bail!("no queries to evaluate");
+    }
+    let r = open_index(app, a, corpus).await?;
     let before = gold.len();
     gold.retain(|q| q.relevant.iter().any(|d| r.has_document(d)));
     if gold.len() < before {
@@ -349,10 +378,10 @@ async fn retrieval_suite(
             "retrieval",
             &rows,
             &[
-                ("corpus".into(), a.set.corpus.display().to_string()),
+                ("corpus".into(), a.set.corpus()?.display().to_string()),
                 (
                     "queries".into(),
-                    format!("{} ({} judged)", a.set.queries, gold.len()),
+                    format!("{} ({} judged)", a.set.queries()?, gold.len()),
                 ),
             ],
         )?;

@@ -49,6 +49,11 @@ pub struct RetrieverConfig {
     pub embed_batch: usize,
     pub chunk: ChunkConfig,
     pub vectors: VectorBackend,
+    /// Hybrid mode: re-rank the fused top `rerank_depth` by their RRF score (scaled to the
+    /// best) plus `rerank_dense` × the dense cosine, so a near paraphrase that the dense
+    /// retriever ranks first is not pushed down by BM25 (0: plain RRF).
+    pub rerank_dense: f64,
+    pub rerank_depth: usize,
 }
 
 impl Default for RetrieverConfig {
@@ -61,6 +66,8 @@ impl Default for RetrieverConfig {
             embed_batch: 32,
             chunk: ChunkConfig::default(),
             vectors: VectorBackend::Flat,
+            rerank_dense: 0.0,
+            rerank_depth: 10,
         }
     }
 }
@@ -497,9 +504,34 @@ impl Retriever {
         Ok(report)
     }
 
+    /// The embedder the index was built with.
+    pub fn embedder(&self) -> Arc<dyn Embedder> {
+        self.embedder.clone()
+    }
+
+    /// The query's embedding (on a blocking thread).
+    pub async fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
+        let embedder = self.embedder.clone();
+        let q = query.to_string();
+        tokio::task::spawn_blocking(move || embedder.embed_query(&q))
+            .await?
+            .map_err(Error::Embed)
+    }
+
     /// Ranked sections for a query.
-    #[instrument(skip_all, fields(k = opts.k, mode = ?opts.mode))]
     pub async fn search(&self, query: &str, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        self.search_embedded(query, None, opts).await
+    }
+
+    /// Ranked sections for a query whose embedding the caller already has (from
+    /// [`Retriever::embed_query`]), so one question is embedded once.
+    #[instrument(skip_all, fields(k = opts.k, mode = ?opts.mode))]
+    pub async fn search_embedded(
+        &self,
+        query: &str,
+        vector: Option<&[f32]>,
+        opts: &SearchOptions,
+    ) -> Result<Vec<SearchHit>> {
         let n = self.config.candidates.max(opts.k);
         let bm25 = if opts.mode != Mode::Dense {
             self.lexical.search(query, n, &opts.filter)?
@@ -507,11 +539,10 @@ impl Retriever {
             Vec::new()
         };
         let dense = if opts.mode != Mode::Bm25 {
-            let embedder = self.embedder.clone();
-            let q = query.to_string();
-            let v = tokio::task::spawn_blocking(move || embedder.embed_query(&q))
-                .await?
-                .map_err(Error::Embed)?;
+            let v = match vector {
+                Some(v) => v.to_vec(),
+                None => self.embed_query(query).await?,
+            };
             self.vectors.search(&v, n, &opts.filter).await?
         } else {
             Vec::new()
@@ -529,7 +560,7 @@ impl Retriever {
             },
         ];
         let fused = rrf(&lists, self.config.rrf_k);
-        Ok(fused
+        let mut hits: Vec<SearchHit> = fused
             .into_iter()
             .filter_map(|f| {
                 let chunk = self.chunks.get(&f.chunk_id)?.clone();
@@ -547,8 +578,44 @@ impl Retriever {
                     contributions: f.contributions,
                 })
             })
-            .take(opts.k)
-            .collect())
+            .collect();
+        if opts.mode == Mode::Hybrid && self.config.rerank_dense > 0.0 {
+            rerank_dense(
+                &mut hits,
+                self.config.rerank_dense,
+                self.config.rerank_depth,
+            );
+        }
+        hits.truncate(opts.k);
+        Ok(hits)
+    }
+}
+
+/// Re-orders the first `depth` fused hits by RRF score (scaled to the best) plus `weight` ×
+/// the dense cosine; a hit the dense retriever did not return counts as its lowest cosine.
+pub fn rerank_dense(hits: &mut [SearchHit], weight: f64, depth: usize) {
+    let depth = depth.min(hits.len());
+    if depth < 2 {
+        return;
+    }
+    let cos = |h: &SearchHit| {
+        h.contributions
+            .iter()
+            .find(|c| c.source == "dense")
+            .map(|c| c.raw_score as f64)
+    };
+    let floor = hits[..depth]
+        .iter()
+        .filter_map(cos)
+        .fold(f64::INFINITY, f64::min);
+    let floor = if floor.is_finite() { floor } else { 0.0 };
+    let best = hits[0].score.max(1e-9);
+    let key = |h: &SearchHit| h.score / best + weight * cos(h).unwrap_or(floor);
+    let mut top: Vec<(f64, SearchHit)> =
+        hits[..depth].iter().map(|h| (key(h), h.clone())).collect();
+    top.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (slot, (_, h)) in hits[..depth].iter_mut().zip(top) {
+        *slot = h;
     }
 }
 

@@ -8,7 +8,11 @@
 //! clarifying questions) and [`walkthrough`] the guided, step-by-step applications.
 
 pub mod chat;
+pub mod claims;
 pub mod grounding;
+pub mod lead;
+pub mod safety;
+pub mod scope;
 pub mod walkthrough;
 
 use std::collections::HashSet;
@@ -21,6 +25,7 @@ use retrieval::{Retriever, SearchHit, SearchOptions};
 use serde::{Deserialize, Serialize};
 
 use grounding::Passage;
+use safety::{Alert, Triage};
 
 /// What the resident is told when the assistant will not answer.
 pub const HANDOFF_TEXT: &str = "這個問題建議撥打1999由專人為您服務。";
@@ -41,6 +46,13 @@ pub struct AnswerConfig {
     pub passage_tokens: usize,
     /// Characters of one passage shown in the extractive answer.
     pub extract_chars: usize,
+    /// Longest lead (the short answer shown first), in characters; its first sentence is
+    /// always kept.
+    pub lead_chars: usize,
+    /// Below this score the best sentence is not about the question: hand off.
+    pub min_lead_score: f32,
+    /// The safety triage's similarity vote: the e5 cosine to an exemplar that raises an alert.
+    pub safety_similarity: f32,
     /// Below this cosine similarity of the best section (e5), the question is taken as not
     /// covered by the guides and handed off.
     pub min_similarity: f32,
@@ -61,7 +73,10 @@ impl Default for AnswerConfig {
             max_passages: 4,
             llm_passages: 3,
             passage_tokens: 450,
-            extract_chars: 260,
+            extract_chars: 600,
+            lead_chars: 120,
+            min_lead_score: 0.05,
+            safety_similarity: 0.93,
             min_similarity: 0.80,
             strong_similarity: 0.88,
             min_coverage: 0.34,
@@ -101,6 +116,11 @@ pub enum AnswerKind {
     Clarify,
     /// A step of a guided walk-through.
     Walkthrough,
+    /// Danger now: the number to call and the first steps, nothing else.
+    Emergency,
+    /// Instructions inside the question, or a request the service never fulfils: refused
+    /// with a pointer to 1999.
+    Refused,
 }
 
 /// What became of the LLM's attempt.
@@ -112,6 +132,9 @@ pub struct LlmOutcome {
     /// The rejected or accepted text (after S→T conversion).
     pub text: String,
     pub stats: Option<GenerationStats>,
+    /// Each clause of the reply and the source sentence that supports it (or why none does).
+    #[serde(default)]
+    pub clauses: Vec<claims::ClauseSupport>,
 }
 
 /// Milliseconds spent.
@@ -127,7 +150,11 @@ pub struct Timings {
 /// The answer to one question.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Answer {
+    /// Everything the resident reads: the lead, then the details.
     pub answer: String,
+    /// The short answer alone (one to three source sentences, with their markers).
+    #[serde(default)]
+    pub lead: String,
     pub citations: Vec<Citation>,
     pub handoff: bool,
     pub grounded: bool,
@@ -138,8 +165,14 @@ pub struct Answer {
     pub doc_id: Option<String>,
     /// Best section's cosine similarity.
     pub confidence: f32,
+    /// How well the lead's best sentence matches the question (words, section, kind of fact).
+    #[serde(default)]
+    pub lead_score: f32,
     pub timings: Timings,
     pub llm: Option<LlmOutcome>,
+    /// The safety triage's alert, when the message showed danger.
+    #[serde(default)]
+    pub alert: Option<Alert>,
 }
 
 impl Answer {
@@ -147,15 +180,18 @@ impl Answer {
     pub fn plain(kind: AnswerKind, text: impl Into<String>) -> Answer {
         Answer {
             answer: text.into(),
+            lead: String::new(),
             citations: Vec::new(),
-            handoff: kind == AnswerKind::Handoff,
+            handoff: matches!(kind, AnswerKind::Handoff | AnswerKind::Refused),
             grounded: true,
             kind,
             bureau: None,
             doc_id: None,
             confidence: 0.0,
+            lead_score: 0.0,
             timings: Timings::default(),
             llm: None,
+            alert: None,
         }
     }
 }
@@ -184,13 +220,15 @@ pub struct Answerer {
     config: AnswerConfig,
     /// Set by the caller to stop generation (the client went away).
     cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+    triage: Option<Arc<Triage>>,
+    entities: Vec<String>,
 }
 
 /// The fixed system prompt (kept identical across requests so its KV cache is reused).
 pub const SYSTEM_PROMPT: &str = "你是臺灣某市政府1999市民熱線的線上客服助理。規則：\
 1. 只能根據使用者訊息中編號的參考資料回答，不可以加入資料以外的事實、數字、金額、日期、電話、網址或文件名稱。\
 2. 每一句話的句尾都要標註出處編號，例如[1]。\
-3. 使用繁體中文（臺灣用語），語氣親切、簡潔，100字以內，不要重複。\
+3. 使用繁體中文（臺灣用語），先直接回答問題（可以或不可以、金額、地點、期限、文件），一到兩句、80字以內，不要重複問題。\
 4. 參考資料不足以回答時，只回答「資料中沒有這項資訊」。\n\
 範例：\n\
 參考資料：\n\
@@ -233,7 +271,20 @@ const INTENTS: &[(&[&str], SectionKind)] = &[
         SectionKind::Location,
     ),
     (
-        &["費用", "多少錢", "收費", "免費", "規費", "要錢", "付費"],
+        &[
+            "費用",
+            "多少錢",
+            "收費",
+            "免費",
+            "規費",
+            "要錢",
+            "付費",
+            "付錢",
+            "錢嗎",
+            "收錢",
+            "工本費",
+            "要繳",
+        ],
         SectionKind::Fees,
     ),
     (
@@ -321,10 +372,11 @@ const PERSONAL_DATA: &[&str] = &[
 pub fn asks_personal_data(question: &str) -> bool {
     let q: String = question.chars().filter(|c| !c.is_whitespace()).collect();
     let data = PERSONAL_DATA.iter().any(|w| q.contains(w));
+    // Asking about one's own data (「查詢我的個資」) is not asking about someone else.
+    let own = ["我的", "自己的", "本人的"].iter().any(|w| q.contains(w));
     let person = PERSON_WORDS.iter().any(|w| q.contains(w))
-        || ["他的", "她的", "查詢", "查某"]
-            .iter()
-            .any(|w| q.contains(w));
+        || ["他的", "她的"].iter().any(|w| q.contains(w))
+        || (!own && ["查詢", "查某"].iter().any(|w| q.contains(w)));
     data && person
 }
 
@@ -441,6 +493,35 @@ struct Selection<'a> {
     doc_id: String,
     title: String,
     bureau: Option<String>,
+    /// The second guide a comparison question names (its best section is among `chunks`).
+    other_doc: Option<String>,
+}
+
+/// Words that ask to compare two services or whether both apply.
+const COMPARE: &[&str] = &[
+    "差在哪",
+    "差別",
+    "差異",
+    "不同",
+    "比較",
+    "哪個好",
+    "哪個比較",
+    "還是",
+    "同時",
+    "一起領",
+    "都可以",
+    "兩個",
+    "跟",
+    "和",
+];
+
+/// What happens to a question before retrieval.
+enum Screen {
+    /// Answered at once with this reply.
+    Reply(AnswerKind, String),
+    /// Answer this question instead (instructions removed), without the LLM.
+    Rewritten(String),
+    Pass,
 }
 
 impl Answerer {
@@ -454,12 +535,27 @@ impl Answerer {
             llm,
             config,
             cancel: None,
+            triage: None,
+            entities: Vec::new(),
         }
     }
 
     /// Stops generating as soon as `flag` is set (the extractive answer stands).
     pub fn with_cancel(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Answerer {
         self.cancel = Some(flag);
+        self
+    }
+
+    /// Runs the safety triage first on every question.
+    pub fn with_triage(mut self, triage: Arc<Triage>) -> Answerer {
+        self.triage = Some(triage);
+        self
+    }
+
+    /// The names of services and household statuses (guide titles and aliases) the claim
+    /// check keeps apart.
+    pub fn with_entities(mut self, entities: Vec<String>) -> Answerer {
+        self.entities = entities;
         self
     }
 
@@ -479,6 +575,10 @@ impl Answerer {
 
     pub fn config(&self) -> &AnswerConfig {
         &self.config
+    }
+
+    pub fn triage(&self) -> Option<&Arc<Triage>> {
+        self.triage.as_ref()
     }
 
     /// Share of the question's words (two or more characters) found in the document.
@@ -566,11 +666,28 @@ impl Answerer {
             }
         }
         chosen.truncate(self.config.max_passages.max(1));
+        // A question comparing two services (or asking whether both apply) gets the best
+        // section of the second guide too, when retrieval ranks it close.
+        let mut other_doc = None;
+        if COMPARE.iter().any(|w| question.contains(w)) && top.chunk.section != SectionKind::Answer
+        {
+            if let Some(h) = hits
+                .iter()
+                .take(6)
+                .find(|h| h.chunk.doc_id != doc_id && h.score >= top.score * 0.5)
+            {
+                if self.coverage(question, &h.chunk.doc_id) >= self.config.min_coverage {
+                    other_doc = Some(h.chunk.doc_id.clone());
+                    push(&h.chunk, &mut chosen);
+                }
+            }
+        }
         Some(Selection {
             chunks: chosen,
             doc_id,
             title,
             bureau,
+            other_doc,
         })
     }
 
@@ -589,12 +706,13 @@ impl Answerer {
             .collect()
     }
 
-    fn extractive(&self, sel: &Selection<'_>) -> String {
-        let mut out = format!("關於「{}」", sel.title);
+    /// The details under the lead: the chosen sections, each cited.
+    fn details(&self, sel: &Selection<'_>) -> String {
+        let mut out = format!("詳細說明（{}", sel.title);
         if let Some(b) = &sel.bureau {
-            out.push_str(&format!("（{b}）"));
+            out.push_str(&format!("，{b}"));
         }
-        out.push_str("：\n");
+        out.push_str("）：\n");
         let mut others = false;
         for (i, c) in sel.chunks.iter().enumerate() {
             if c.doc_id != sel.doc_id {
@@ -620,7 +738,69 @@ impl Answerer {
         out.trim_end().to_string()
     }
 
-    fn prompt(&self, question: &str, sel: &Selection<'_>) -> (String, Vec<String>) {
+    /// The lead: the sentences that answer what was asked, each with its citation marker;
+    /// empty when no sentence is about the question.
+    fn lead(&self, question: &str, sel: &Selection<'_>) -> (String, f32) {
+        let intents = intents(question);
+        let q = lead::Query::new(question, &intents);
+        // FAQ corpora: one answer per document, so the lead comes from the best one.
+        let pool: Vec<&Chunk> =
+            if sel.chunks.first().map(|c| c.section) == Some(SectionKind::Answer) {
+                sel.chunks.iter().take(1).copied().collect()
+            } else {
+                sel.chunks
+                    .iter()
+                    .filter(|c| c.doc_id == sel.doc_id)
+                    .copied()
+                    .collect()
+            };
+        let mut scored = lead::score(&q, &pool);
+        let best = scored.first().map(|s| s.score).unwrap_or(0.0);
+        if let Some(other) = &sel.other_doc {
+            let extra: Vec<&Chunk> = sel
+                .chunks
+                .iter()
+                .filter(|c| &c.doc_id == other)
+                .copied()
+                .collect();
+            if let Some(s) = lead::score(&q, &extra).into_iter().next() {
+                scored.insert(1.min(scored.len()), s);
+            }
+        }
+        let mut chosen = lead::choose(&scored, self.config.lead_chars);
+        if sel.other_doc.is_some() {
+            // Both guides' sentences stay, whatever their scores.
+            for s in scored.iter().take(2) {
+                if !chosen.iter().any(|c| c.sentence.text == s.sentence.text) {
+                    chosen.push(s.clone());
+                }
+            }
+        }
+        let number = |c: &Chunk| {
+            sel.chunks
+                .iter()
+                .position(|x| x.id == c.id)
+                .map(|i| i + 1)
+                .unwrap_or(1)
+        };
+        let text = chosen
+            .iter()
+            .map(|s| {
+                let t = s.sentence.text.trim_end_matches(['：', ':']);
+                let t = if t.ends_with(['。', '！', '？', '；']) {
+                    t.to_string()
+                } else {
+                    format!("{t}。")
+                };
+                // The marker goes before the closing punctuation: 「…65歲[1]。」.
+                let (body, end) = t.split_at(t.len() - '。'.len_utf8());
+                format!("{body}[{}]{end}", number(s.sentence.chunk))
+            })
+            .collect::<String>();
+        (text, best)
+    }
+
+    fn prompt(&self, question: &str, sel: &Selection<'_>, lead: &str) -> (String, Vec<String>) {
         let llm = self.llm.as_ref().expect("prompt only with an LLM");
         let mut budget = self.config.passage_tokens;
         let mut texts = Vec::new();
@@ -656,8 +836,60 @@ impl Answerer {
             ));
             texts.push(text);
         }
+        if !lead.is_empty() {
+            body.push_str(&format!("\n最相關的句子：{lead}\n"));
+        }
         body.push_str(&format!("\n民眾問題：{question}"));
         (body, texts)
+    }
+
+    /// Safety, language, manipulation, privacy and scope, before retrieval.
+    fn screen(&self, question: &str) -> Screen {
+        // Instructions first: what remains of a manipulated message is screened like any
+        // question (it may be in English, or ask for someone's data).
+        let (question, rewritten) = match scope::manipulation(question) {
+            Some(m) => match m.question {
+                Some(q) => (q, true),
+                None => return Screen::Reply(AnswerKind::Refused, scope::REFUSAL.into()),
+            },
+            None => (question.to_string(), false),
+        };
+        if scope::is_foreign(&question) {
+            return if scope::foreign_emergency(&question) {
+                Screen::Reply(AnswerKind::Emergency, scope::ENGLISH_EMERGENCY.into())
+            } else {
+                Screen::Reply(AnswerKind::Handoff, scope::ENGLISH_REPLY.into())
+            };
+        }
+        if asks_personal_data(&question) {
+            return Screen::Reply(AnswerKind::Handoff, format!("{PRIVACY_TEXT}{HANDOFF_TEXT}"));
+        }
+        if scope::out_of_scope(&question) {
+            return Screen::Reply(AnswerKind::Handoff, HANDOFF_TEXT.into());
+        }
+        if rewritten {
+            Screen::Rewritten(question)
+        } else {
+            Screen::Pass
+        }
+    }
+
+    /// A reply with no sources, shown at once.
+    fn plain_reply(
+        &self,
+        kind: AnswerKind,
+        text: String,
+        alert: Option<Alert>,
+        started: Instant,
+        on_event: &mut (dyn FnMut(AnswerEvent<'_>) + Send),
+    ) -> Answer {
+        let mut a = Answer::plain(kind, text);
+        a.lead = a.answer.clone();
+        a.alert = alert;
+        a.timings.first_visible_ms = ms(started);
+        a.timings.total_ms = a.timings.first_visible_ms;
+        on_event(AnswerEvent::Draft(&a));
+        a
     }
 
     /// Answers one question. `on_event` sees the draft (extractive) answer as soon as it
@@ -673,21 +905,43 @@ impl Answerer {
         if question.is_empty() {
             anyhow::bail!("the question is empty");
         }
-        if asks_personal_data(question) {
-            let mut a = Answer::plain(AnswerKind::Handoff, format!("{PRIVACY_TEXT}{HANDOFF_TEXT}"));
-            a.timings.first_visible_ms = ms(started);
-            a.timings.total_ms = a.timings.first_visible_ms;
-            on_event(AnswerEvent::Draft(&a));
-            return Ok(a);
+        // One embedding of the question serves the safety vote and retrieval.
+        let vector = self.retriever.embed_query(question).await.ok();
+        let unit_vector = vector.as_ref().map(|v| safety::unit(v.clone()));
+        let alert = self
+            .triage
+            .as_ref()
+            .and_then(|t| t.check(question, unit_vector.as_deref()));
+        // Life in danger now: the number and the first steps, nothing else. Protection,
+        // report-type hazards and advice lead with their alert, then the guide's answer.
+        if let Some(a) = alert.as_ref().filter(|a| a.alone) {
+            let text = a.text();
+            return Ok(self.plain_reply(AnswerKind::Emergency, text, alert, started, on_event));
         }
+        let (question, vector, use_llm) = match self.screen(question) {
+            Screen::Reply(kind, text) => {
+                return Ok(self.plain_reply(kind, text, alert, started, on_event));
+            }
+            Screen::Rewritten(q) => {
+                let v = self.retriever.embed_query(&q).await.ok();
+                (q, v, false)
+            }
+            Screen::Pass => (question.to_string(), vector, true),
+        };
+        let question = question.as_str();
         let query = match &ctx.query_prefix {
             Some(p) => format!("{p} {question}"),
             None => question.to_string(),
         };
         let hits = self
             .retriever
-            .search(
+            .search_embedded(
                 &query,
+                if ctx.query_prefix.is_some() {
+                    None
+                } else {
+                    vector.as_deref()
+                },
                 &SearchOptions {
                     k: self.config.retrieve_k,
                     ..Default::default()
@@ -707,17 +961,29 @@ impl Answerer {
         } else {
             None
         };
-        let Some(sel) = sel else {
-            let mut a = Answer::plain(AnswerKind::Handoff, HANDOFF_TEXT);
+        let lead = sel.as_ref().map(|s| self.lead(question, s));
+        let lead_score = lead.as_ref().map(|l| l.1).unwrap_or(0.0);
+        let Some((sel, (lead, _))) = sel
+            .zip(lead)
+            .filter(|(_, (l, score))| !l.is_empty() && *score >= self.config.min_lead_score)
+        else {
+            let mut a = self.plain_reply(
+                AnswerKind::Handoff,
+                with_alert(alert.as_ref(), HANDOFF_TEXT),
+                alert,
+                started,
+                on_event,
+            );
             a.confidence = confidence;
+            a.lead_score = lead_score;
             a.timings.retrieval_ms = retrieval_ms;
-            a.timings.first_visible_ms = ms(started);
-            a.timings.total_ms = a.timings.first_visible_ms;
-            on_event(AnswerEvent::Draft(&a));
             return Ok(a);
         };
+
         let citations = self.citations(&sel);
-        let text = self.extractive(&sel);
+        let details = self.details(&sel);
+        let lead = with_alert(alert.as_ref(), &lead);
+        let text = format!("{lead}\n\n{details}");
         let sources: Vec<String> = sel
             .chunks
             .iter()
@@ -726,6 +992,7 @@ impl Answerer {
         let report = grounding::check(&text, &numbered(&sources), &allowed(question));
         let mut answer = Answer {
             answer: text,
+            lead,
             citations,
             handoff: false,
             grounded: report.is_grounded(),
@@ -733,6 +1000,7 @@ impl Answerer {
             bureau: sel.bureau.clone(),
             doc_id: Some(sel.doc_id.clone()),
             confidence,
+            lead_score,
             timings: Timings {
                 retrieval_ms,
                 first_visible_ms: ms(started),
@@ -740,112 +1008,177 @@ impl Answerer {
                 total_ms: 0.0,
             },
             llm: None,
+            alert,
         };
         on_event(AnswerEvent::Draft(&answer));
-
-        if let Some(llm) = self.llm.clone() {
-            let (user, texts) = self.prompt(question, &sel);
-            let messages = [ChatMessage::system(SYSTEM_PROMPT), ChatMessage::user(user)];
-            let params = GenerationParams {
-                max_tokens: self.config.max_tokens,
-                temperature: self.config.temperature,
-                repeat_penalty: self.config.repeat_penalty,
-                // Echoes of the prompt's format end the reply.
-                stop: vec!["\n[".into(), "參考資料".into(), "民眾問題".into()],
-                ..GenerationParams::default()
-            };
-            let mut raw = String::new();
-            let llm_started = Instant::now();
-            let mut first_token: Option<f64> = None;
-            let result = tokio::task::block_in_place(|| {
-                llm.chat(&messages, &params, &mut |piece| {
-                    if first_token.is_none() {
-                        first_token = Some(ms(started));
-                    }
-                    raw.push_str(piece);
-                    on_event(AnswerEvent::Token(piece));
-                    !degenerate(&raw) && !self.cancelled()
-                })
-            });
-            answer.timings.llm_first_token_ms = first_token;
-            let given_texts: Vec<String> = texts
-                .iter()
-                .zip(&sel.chunks)
-                .map(|(t, c)| cited_text(&c.doc_title, t))
-                .collect();
-            let given = numbered(&given_texts);
-            let outcome = match result {
-                Ok(stats) => {
-                    let mut text = to_traditional(raw.trim());
-                    if grounding::citations(&text).is_empty() {
-                        if let Some(n) = copied_from(&text, &given_texts) {
-                            // A reply copied from one passage without its marker: cite it.
-                            text.push_str(&format!("[{n}]"));
-                        }
-                    }
-                    let report = grounding::check(&text, &given, &allowed(question));
-                    let plain = grounding::strip_citations(&text);
-                    let reason = if text.is_empty() {
-                        Some("empty".to_string())
-                    } else if text.contains("資料中沒有") {
-                        Some("the model found no answer in the passages".to_string())
-                    } else if plain.trim_end().ends_with(['？', '?']) {
-                        Some("the reply is a question, not an answer".to_string())
-                    } else if report.cited.is_empty() {
-                        Some("no citation".to_string())
-                    } else if !report.is_grounded() {
-                        Some(format!("grounding: {:?}", report.violations))
-                    } else {
-                        None
-                    };
-                    if reason.is_none() {
-                        let mut cited = report.cited.clone();
-                        let mut shown = text.clone();
-                        // Other documents' entries the reply did not use stay listed as
-                        // possibly related (an FAQ search often has several near matches).
-                        let related: Vec<&Citation> = answer
-                            .citations
-                            .iter()
-                            .filter(|c| !cited.contains(&c.number) && c.doc_id != sel.doc_id)
-                            .collect();
-                        if !related.is_empty() {
-                            shown.push_str("\n\n其他可能相關的說明：");
-                            for c in related {
-                                shown.push_str(&format!("\n・{}[{}]", c.title, c.number));
-                                cited.push(c.number);
-                            }
-                        }
-                        answer.answer = shown;
-                        answer.citations.retain(|c| cited.contains(&c.number));
-                        answer.kind = AnswerKind::Generated;
-                        answer.grounded = true;
-                    }
-                    LlmOutcome {
-                        accepted: reason.is_none(),
-                        reason,
-                        text,
-                        stats: Some(stats),
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "generation failed; keeping the extractive answer");
-                    LlmOutcome {
-                        accepted: false,
-                        reason: Some(format!("error: {e}")),
-                        text: String::new(),
-                        stats: None,
-                    }
-                }
-            };
-            tracing::debug!(
-                accepted = outcome.accepted,
-                llm_ms = llm_started.elapsed().as_millis() as u64,
-                "llm answer checked"
+        if let Some(llm) = self.llm.clone().filter(|_| use_llm) {
+            let outcome = self.rephrase(
+                &llm,
+                question,
+                &sel,
+                &mut answer,
+                details,
+                started,
+                on_event,
             );
             answer.llm = Some(outcome);
         }
         answer.timings.total_ms = ms(started);
         Ok(answer)
+    }
+
+    /// The LLM rephrases the lead; the rephrasing replaces it only when every clause is
+    /// supported by a cited sentence and the facts check passes.
+    #[allow(clippy::too_many_arguments)]
+    fn rephrase(
+        &self,
+        llm: &Arc<dyn ChatModel>,
+        question: &str,
+        sel: &Selection<'_>,
+        answer: &mut Answer,
+        details: String,
+        started: Instant,
+        on_event: &mut (dyn FnMut(AnswerEvent<'_>) + Send),
+    ) -> LlmOutcome {
+        let (user, texts) = self.prompt(question, sel, &answer.lead);
+        let messages = [ChatMessage::system(SYSTEM_PROMPT), ChatMessage::user(user)];
+        let params = GenerationParams {
+            max_tokens: self.config.max_tokens,
+            temperature: self.config.temperature,
+            repeat_penalty: self.config.repeat_penalty,
+            // Echoes of the prompt's format end the reply.
+            stop: vec![
+                "\n[".into(),
+                "參考資料".into(),
+                "民眾問題".into(),
+                "最相關".into(),
+            ],
+            ..GenerationParams::default()
+        };
+        let mut raw = String::new();
+        let llm_started = Instant::now();
+        let mut first_token: Option<f64> = None;
+        let result = tokio::task::block_in_place(|| {
+            llm.chat(&messages, &params, &mut |piece| {
+                if first_token.is_none() {
+                    first_token = Some(ms(started));
+                }
+                raw.push_str(piece);
+                on_event(AnswerEvent::Token(piece));
+                !degenerate(&raw) && !self.cancelled()
+            })
+        });
+        answer.timings.llm_first_token_ms = first_token;
+        let given_texts: Vec<String> = texts
+            .iter()
+            .zip(&sel.chunks)
+            .map(|(t, c)| cited_text(&c.doc_title, t))
+            .collect();
+        let given = numbered(&given_texts);
+        let outcome = match result {
+            Ok(stats) => {
+                let mut text = to_traditional(raw.trim());
+                if grounding::citations(&text).is_empty() {
+                    if let Some(n) = copied_from(&text, &given_texts) {
+                        // A reply copied from one passage without its marker: cite it.
+                        text.push_str(&format!("[{n}]"));
+                    }
+                }
+                let report = grounding::check(&text, &given, &allowed(question));
+                let sources: Vec<claims::Source<'_>> = sel
+                    .chunks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| claims::Source {
+                        number: i + 1,
+                        title: &c.doc_title,
+                        text: &c.text,
+                    })
+                    .collect();
+                let clauses = claims::check(&text, &sources, question, &self.entities);
+                let plain = grounding::strip_citations(&text);
+                let reason = if text.is_empty() {
+                    Some("empty".to_string())
+                } else if text.contains("資料中沒有") {
+                    Some("the model found no answer in the passages".to_string())
+                } else if plain.trim_end().ends_with(['？', '?']) {
+                    Some("the reply is a question, not an answer".to_string())
+                } else if report.cited.is_empty() {
+                    Some("no citation".to_string())
+                } else if !report.is_grounded() {
+                    Some(format!("grounding: {:?}", report.violations))
+                } else if let Some(c) = clauses.iter().find(|c| c.problem.is_some()) {
+                    Some(format!(
+                        "clause 「{}」: {}",
+                        c.clause,
+                        c.problem.clone().unwrap_or_default()
+                    ))
+                } else {
+                    None
+                };
+                if reason.is_none() {
+                    answer.lead = with_alert(answer.alert.as_ref(), &text);
+                    answer.answer = format!("{}\n\n{details}", answer.lead);
+                    answer.kind = AnswerKind::Generated;
+                    answer.grounded = true;
+                }
+                LlmOutcome {
+                    accepted: reason.is_none(),
+                    reason,
+                    text,
+                    stats: Some(stats),
+                    clauses,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "generation failed; keeping the extractive answer");
+                LlmOutcome {
+                    accepted: false,
+                    reason: Some(format!("error: {e}")),
+                    text: String::new(),
+                    stats: None,
+                    clauses: Vec::new(),
+                }
+            }
+        };
+        tracing::debug!(
+            accepted = outcome.accepted,
+            llm_ms = llm_started.elapsed().as_millis() as u64,
+            "llm answer checked"
+        );
+        outcome
+    }
+}
+
+/// The names the claim check keeps apart: each guide's title (before any 「（」) and its
+/// aliases of three or more characters, and the household statuses benefits depend on.
+pub fn entities<'a>(docs: impl Iterator<Item = &'a knowledge::Document>) -> Vec<String> {
+    let mut out: Vec<String> = [
+        "低收入戶",
+        "中低收入戶",
+        "弱勢家庭",
+        "一般家庭",
+        "特殊境遇家庭",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for d in docs {
+        let base = d.title.split(['（', '(']).next().unwrap_or_default().trim();
+        for name in std::iter::once(base).chain(d.aliases.iter().map(String::as_str)) {
+            if name.chars().count() >= 3 && !out.iter().any(|x| x == name) {
+                out.push(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A report-type hazard's alert (what to do now) before the answer.
+fn with_alert(alert: Option<&Alert>, text: &str) -> String {
+    match alert {
+        Some(a) => format!("{}\n\n{text}", a.text()),
+        None => text.to_string(),
     }
 }
 

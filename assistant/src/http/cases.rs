@@ -9,9 +9,8 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::auth::{Role, Session};
-use super::chat::AnswerView;
+use super::chat::answer_view;
 use super::{limits, ApiError, ApiResult, AppState};
-use crate::answer::Answerer;
 use crate::intake::{
     self,
     case::{Case, CaseError, Corrections},
@@ -86,7 +85,7 @@ pub async fn assist(
 /// The assist as JSON (the console's and the call stream's `analysis`).
 pub(super) async fn analyse_call(state: &AppState, text: String) -> ApiResult<serde_json::Value> {
     let kb = state.kb.clone().read_owned().await;
-    let answerer = Answerer::new(kb.retriever.clone(), None, state.answer_config.clone());
+    let answerer = state.answerer(kb.retriever.clone(), None);
     let a = intake::assist(
         &answerer,
         state.extractor.clone(),
@@ -96,8 +95,9 @@ pub(super) async fn analyse_call(state: &AppState, text: String) -> ApiResult<se
     .await
     .map_err(ApiError::internal)?;
     Ok(serde_json::json!({
-        "answer": AnswerView::from(&a.answer),
+        "answer": answer_view(&a.answer),
         "case": a.case,
+        "alert": a.alert,
     }))
 }
 

@@ -17,32 +17,18 @@ use tokio_stream::StreamExt;
 use super::auth::{Role, Session};
 use super::{limits, ApiError, ApiResult, AppState};
 use crate::answer::chat::{Chat, Conversation};
-use crate::answer::{Answer, AnswerEvent, AnswerKind, Answerer, AskContext, Citation};
+use crate::answer::{Answer, AnswerEvent, Answerer, AskContext};
 
-/// The answer as pages and API clients see it.
-#[derive(Debug, Clone, Serialize)]
-pub struct AnswerView {
-    pub answer: String,
-    pub citations: Vec<Citation>,
-    pub handoff: bool,
-    pub grounded: bool,
-    pub kind: AnswerKind,
-    pub bureau: Option<String>,
-    pub doc_id: Option<String>,
-}
-
-impl From<&Answer> for AnswerView {
-    fn from(a: &Answer) -> Self {
-        AnswerView {
-            answer: a.answer.clone(),
-            citations: a.citations.clone(),
-            handoff: a.handoff,
-            grounded: a.grounded,
-            kind: a.kind,
-            bureau: a.bureau.clone(),
-            doc_id: a.doc_id.clone(),
+/// The answer as pages and API clients see it: the answer without its internals
+/// (confidence, timings, the LLM's attempt).
+pub fn answer_view(a: &Answer) -> serde_json::Value {
+    let mut v = serde_json::to_value(a).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        for internal in ["confidence", "timings", "llm"] {
+            m.remove(internal);
         }
     }
+    v
 }
 
 /// Checks a resident's message: not empty, not too long.
@@ -75,7 +61,7 @@ pub struct ChatRequest {
 #[derive(Serialize)]
 struct Final<'a> {
     #[serde(flatten)]
-    answer: AnswerView,
+    answer: serde_json::Value,
     follow_ups: Vec<String>,
     llm_status: &'a str,
     conversation_id: &'a str,
@@ -177,11 +163,7 @@ pub(super) fn answerer_for(
         },
         _ => (None, None, "off"),
     };
-    (
-        Answerer::new(retriever, llm, state.answer_config.clone()),
-        permit,
-        status,
-    )
+    (state.answerer(retriever, llm), permit, status)
 }
 
 pub(super) fn record_generation(state: &AppState, a: &Answer) {
@@ -227,7 +209,7 @@ async fn run_chat(
     let a = chat
         .reply(&mut conv, msg, &mut |ev| {
             let sent = match ev {
-                AnswerEvent::Draft(a) => tx.send(event("draft", &AnswerView::from(a))),
+                AnswerEvent::Draft(a) => tx.send(event("draft", &answer_view(a))),
                 AnswerEvent::Token(t) => tx.send(event("token", &serde_json::json!({"text": t}))),
             };
             if sent.is_err() {
@@ -249,7 +231,7 @@ async fn run_chat(
     }
     let fin = Final {
         follow_ups: crate::answer::chat::follow_ups(&kb.retriever, &a),
-        answer: AnswerView::from(&a),
+        answer: answer_view(&a),
         llm_status: llm_status(initial, &a),
         conversation_id: conv_id,
     };

@@ -20,8 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tokio::sync::{RwLock, Semaphore};
 
+use crate::answer::safety::Triage;
 use crate::answer::walkthrough::Walkthrough;
-use crate::answer::AnswerConfig;
+use crate::answer::{AnswerConfig, Answerer};
 use crate::config::ServerSettings;
 use crate::intake::Extractor;
 use crate::mydata::service::{DraftStore, PrefillService};
@@ -62,6 +63,11 @@ pub struct AppState {
     pub llm: Option<Arc<dyn ChatModel>>,
     pub walkthroughs: Vec<Walkthrough>,
     pub extractor: Arc<Extractor>,
+    /// The safety triage every answer runs first.
+    pub triage: Option<Arc<Triage>>,
+    /// Service and status names for the claim check.
+    pub entities: Vec<String>,
+
     pub db: Db,
     pub secret: Vec<u8>,
     pub mydata: Option<Arc<PrefillService>>,
@@ -95,6 +101,8 @@ pub struct Parts {
     pub llm: Option<Arc<dyn ChatModel>>,
     pub walkthroughs: Vec<Walkthrough>,
     pub extractor: Extractor,
+    pub triage: Option<Arc<Triage>>,
+    pub entities: Vec<String>,
     pub db: Db,
     pub secret: Vec<u8>,
     pub mydata: Option<MyDataClient>,
@@ -137,6 +145,8 @@ impl AppState {
             llm: p.llm,
             walkthroughs: p.walkthroughs,
             extractor: Arc::new(p.extractor),
+            triage: p.triage,
+            entities: p.entities,
             db: p.db,
             secret: p.secret,
             mydata,
@@ -148,6 +158,16 @@ impl AppState {
             voice: p.voice,
             voice_settings: p.voice_settings,
         })
+    }
+
+    /// The answer pipeline over `retriever` with the state's triage and entities.
+    pub fn answerer(&self, retriever: Arc<Retriever>, llm: Option<Arc<dyn ChatModel>>) -> Answerer {
+        let a = Answerer::new(retriever, llm, self.answer_config.clone())
+            .with_entities(self.entities.clone());
+        match &self.triage {
+            Some(t) => a.with_triage(t.clone()),
+            None => a,
+        }
     }
 
     /// Where the platform sends the browser back.

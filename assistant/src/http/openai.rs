@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::chat::{answerer_for, record_generation, AnswerView};
+use super::chat::{answerer_for, record_generation};
 use super::{limits, ApiError, ApiResult, AppState};
 use crate::answer::AskContext;
 
@@ -107,7 +107,6 @@ pub async fn completions(
     let created = crate::store::now();
     let id = format!("chatcmpl-{}", hex::encode(rand::random::<[u8; 12]>()));
     let model = req.model.unwrap_or_else(|| MODEL_ID.to_string());
-    let view = AnswerView::from(&a);
     let prompt_tokens = question.chars().count();
     let completion_tokens = a.answer.chars().count();
     if !req.stream {
@@ -126,9 +125,10 @@ pub async fn completions(
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
-            "citations": view.citations,
-            "handoff": view.handoff,
-            "grounded": view.grounded,
+            "citations": a.citations,
+            "handoff": a.handoff,
+            "grounded": a.grounded,
+            "alert": a.alert,
         }))
         .into_response());
     }
@@ -156,7 +156,7 @@ pub async fn completions(
     events.push(
         Event::default().data(
             serde_json::json!({"id": id, "object": "chat.completion.chunk", "created": created,
-                "model": model, "choices": [], "citations": view.citations})
+                "model": model, "choices": [], "citations": a.citations})
             .to_string(),
         ),
     );

@@ -116,6 +116,8 @@ pub struct Assist {
     pub answer: Answer,
     /// The case read from the whole call.
     pub case: CaseView,
+    /// Danger said anywhere in the call so far (the red banner with the number to call).
+    pub alert: Option<crate::answer::safety::Alert>,
 }
 
 /// The assist for what a caller said so far: the latest utterance is the question (suggested
@@ -130,11 +132,17 @@ pub async fn assist(
     let answer = answerer
         .answer(&question, &AskContext::default(), &mut |_| {})
         .await?;
+    let alert = answer.alert.clone().or_else(|| {
+        answerer
+            .triage()
+            .and_then(|t| t.check_rules(&call).into_iter().next())
+    });
     let ex = extractor.clone();
     let extraction =
         tokio::task::spawn_blocking(move || ex.extract("case_report", &call)).await??;
     Ok(Assist {
         answer,
         case: case_view(&extractor, &extraction),
+        alert,
     })
 }

@@ -160,10 +160,18 @@ async fn the_extractive_answer_cites_the_sections_the_question_asks_about() {
 async fn a_grounded_llm_answer_is_kept_converted_to_taiwan_traditional() {
     let (a, model) = ask_with("请携带身份证[1]", "敬老卡要帶什麼證件？").await;
     assert_eq!(a.kind, AnswerKind::Generated, "{:?}", a.llm);
-    assert_eq!(a.answer, "請攜帶身分證[1]");
+    // The rephrasing replaces the lead; the guide's sections stay under it.
+    assert_eq!(a.lead, "請攜帶身分證[1]");
+    assert!(
+        a.answer.starts_with("請攜帶身分證[1]\n\n詳細說明"),
+        "{}",
+        a.answer
+    );
     assert!(a.grounded);
-    assert_eq!(a.citations.len(), 1, "only the cited passage is listed");
     assert_eq!(a.citations[0].number, 1);
+    let clauses = &a.llm.as_ref().unwrap().clauses;
+    assert_eq!(clauses.len(), 1);
+    assert_eq!(clauses[0].passage, Some(1), "{clauses:?}");
     // The prompt carried numbered passages and the question.
     let prompts = model.prompts.lock().unwrap();
     let user = &prompts[0][1].content;
@@ -389,7 +397,7 @@ async fn a_reply_copied_from_a_passage_without_its_marker_is_attributed_and_kept
         .to_string();
     let (a, _) = ask_with(&line, "敬老卡要帶什麼證件？").await;
     assert_eq!(a.kind, AnswerKind::Generated, "{:?}", a.llm);
-    assert_eq!(a.answer, format!("{line}[1]"));
+    assert_eq!(a.lead, format!("{line}[1]"));
     // An echoed question is not an answer.
     let (a, _) = ask_with("敬老卡要帶什麼證件？[1]", "敬老卡要帶什麼證件？").await;
     assert_eq!(a.kind, AnswerKind::Extractive);

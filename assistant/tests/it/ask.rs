@@ -20,7 +20,9 @@ fn repo() -> PathBuf {
 
 fn bin(index: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_assistant"));
-    c.arg("--config")
+    // The configuration's paths (safety rules, forms, taxonomy) are relative to the repository.
+    c.current_dir(repo())
+        .arg("--config")
         .arg(repo().join("config"))
         .arg("--index")
         .arg(index)

@@ -92,6 +92,11 @@ pub(crate) fn start_full(
                 )
                 .unwrap(),
                 extractor: crate::bundled_extractor(),
+                // The rules only: the similarity vote needs e5 (the e2e tests run it).
+                triage: Some(Arc::new(
+                    assistant::answer::safety::Triage::load(&root.join("corpus/safety")).unwrap(),
+                )),
+                entities: Vec::new(),
                 db,
                 secret: b"test-secret-test-secret-test-secret".to_vec(),
                 mydata,

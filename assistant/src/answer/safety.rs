@@ -1,0 +1,358 @@
+//! Safety triage, first in every path (chat, `/api/ask`, `/v1/chat/completions`, the agent's
+//! assist, live calls): a message that shows danger to life or property now gets the number to
+//! call and the first steps before anything else.
+//!
+//! Rules are data (`corpus/safety`). A message is normalised ([`fold_for_matching`]) and cut
+//! into clauses; a rule fires when one of its phrases or patterns matches inside a clause that
+//! holds none of its negations (nor a global one: 「沒有人受傷」「去年」「如果」…, which are
+//! not applied to crisis rules, where past or hypothetical talk is still a warning sign).
+//! Paraphrases that no phrase catches are caught by a similarity vote: the message's e5
+//! embedding against each rule's exemplars, above a threshold calibrated on the triage dev set.
+
+use std::sync::Arc;
+
+use knowledge::safety::{SafetyRule, SafetyRules, Severity};
+use knowledge::text::fold_for_matching;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// What fired, for the resident's answer and the agent's red banner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub rule: String,
+    pub severity: String,
+    /// Emergency, crisis or protection: danger to a person.
+    pub urgent: bool,
+    /// Emergency or crisis: the alert is the whole answer (no guide after it).
+    pub alone: bool,
+    pub numbers: Vec<String>,
+    pub headline: String,
+    pub steps: Vec<String>,
+    /// The words that matched (for the agent), or `None` for a similarity vote.
+    pub matched: Option<String>,
+}
+
+impl Alert {
+    /// The alert as text shown before anything else.
+    pub fn text(&self) -> String {
+        let mut out = format!("【緊急】{}", self.headline);
+        if let Some(more) = self.numbers.get(1..).filter(|m| !m.is_empty()) {
+            out.push_str(&format!("（必要時也可撥打 {}）", more.join("、")));
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            out.push_str(&format!("\n{}. {s}", i + 1));
+        }
+        out
+    }
+}
+
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Emergency => "emergency",
+        Severity::Crisis => "crisis",
+        Severity::Protection => "protection",
+        Severity::ReportNow => "report-now",
+        Severity::Advice => "advice",
+    }
+}
+
+struct Compiled {
+    rule: SafetyRule,
+    patterns: Vec<Regex>,
+}
+
+struct DenseVote {
+    embedder: Arc<dyn retrieval::Embedder>,
+    /// (rule index, unit vector) per exemplar.
+    exemplars: Vec<(usize, Vec<f32>)>,
+    threshold: f32,
+}
+
+/// The triage over one rule set.
+pub struct Triage {
+    rules: Vec<Compiled>,
+    global: Vec<String>,
+    dense: Option<DenseVote>,
+}
+
+/// Clause boundaries (after width folding the full-width marks are ASCII).
+fn clauses(normalised: &str) -> Vec<&str> {
+    normalised
+        .split(|c: char| c.is_whitespace() || "，。！？；：～、…,.!?;:~「」『』()（）".contains(c))
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+/// `v` scaled to length 1.
+pub fn unit(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    v
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+impl Triage {
+    pub fn new(rules: SafetyRules) -> Triage {
+        let compiled = rules
+            .rules
+            .into_iter()
+            .map(|rule| Compiled {
+                // The loader refused rules whose patterns do not compile.
+                patterns: rule
+                    .patterns
+                    .iter()
+                    .filter_map(|p| Regex::new(p).ok())
+                    .collect(),
+                rule,
+            })
+            .collect();
+        Triage {
+            rules: compiled,
+            global: rules.global_negations,
+            dense: None,
+        }
+    }
+
+    /// Loads the rules in `dir`.
+    pub fn load(dir: &std::path::Path) -> anyhow::Result<Triage> {
+        Ok(Triage::new(SafetyRules::load(dir)?))
+    }
+
+    /// Adds the similarity vote: every exemplar embedded once, here (or read from
+    /// `cache_dir`, where the vectors are kept per embedder and exemplar set).
+    pub fn with_embedder(
+        mut self,
+        embedder: Arc<dyn retrieval::Embedder>,
+        threshold: f32,
+        cache_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Triage> {
+        let mut texts = Vec::new();
+        let mut owners = Vec::new();
+        for (i, c) in self.rules.iter().enumerate() {
+            for e in &c.rule.exemplars {
+                texts.push(e.as_str());
+                owners.push(i);
+            }
+        }
+        let key = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(embedder.id());
+            for t in &texts {
+                h.update(t.as_bytes());
+                h.update([0]);
+            }
+            hex::encode(&h.finalize()[..8])
+        };
+        let cache = cache_dir.map(|d| d.join(format!("safety-exemplars-{key}.f32")));
+        let cached = cache
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .filter(|b| b.len() == texts.len() * embedder.dim() * 4);
+        let vectors: Vec<Vec<f32>> = match cached {
+            Some(bytes) => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect::<Vec<f32>>()
+                .chunks(embedder.dim())
+                .map(|c| c.to_vec())
+                .collect(),
+            None => {
+                let v = embedder
+                    .embed_queries(&texts)
+                    .map_err(|e| anyhow::anyhow!("embedding the safety exemplars: {e}"))?;
+                if let Some(p) = &cache {
+                    let bytes: Vec<u8> = v.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
+                    if let Some(d) = p.parent() {
+                        let _ = std::fs::create_dir_all(d);
+                    }
+                    if let Err(e) = std::fs::write(p, bytes) {
+                        tracing::warn!(error = %e, "the safety exemplar cache was not written");
+                    }
+                }
+                v
+            }
+        };
+        self.dense = Some(DenseVote {
+            embedder,
+            exemplars: owners
+                .into_iter()
+                .zip(vectors.into_iter().map(unit))
+                .collect(),
+            threshold,
+        });
+        Ok(self)
+    }
+
+    pub fn rules(&self) -> impl Iterator<Item = &SafetyRule> {
+        self.rules.iter().map(|c| &c.rule)
+    }
+
+    fn negated(&self, rule: &SafetyRule, clause: &str) -> bool {
+        rule.negations.iter().any(|n| clause.contains(n.as_str()))
+            || (rule.severity != Severity::Crisis
+                && self.global.iter().any(|n| clause.contains(n.as_str())))
+    }
+
+    /// The words of `clause` that fire `rule`, if any.
+    fn fires(&self, c: &Compiled, clause: &str) -> Option<String> {
+        if self.negated(&c.rule, clause) {
+            return None;
+        }
+        if let Some(p) = c.rule.phrases.iter().find(|p| clause.contains(p.as_str())) {
+            return Some(p.clone());
+        }
+        c.patterns
+            .iter()
+            .find_map(|re| re.find(clause).map(|m| m.as_str().to_string()))
+    }
+
+    /// Every rule the words of `text` fire, in priority order.
+    pub fn check_rules(&self, text: &str) -> Vec<Alert> {
+        let norm = fold_for_matching(text);
+        let parts = clauses(&norm);
+        self.rules
+            .iter()
+            .filter_map(|c| {
+                let matched = parts.iter().find_map(|clause| self.fires(c, clause))?;
+                Some(alert(&c.rule, Some(matched)))
+            })
+            .collect()
+    }
+
+    /// The rule whose exemplars `query_vector` (a unit e5 query embedding of the message) is
+    /// closest to, when above the threshold and the message holds no negation of it.
+    pub fn check_similar(&self, text: &str, query_vector: &[f32]) -> Option<Alert> {
+        let threshold = self.dense.as_ref()?.threshold;
+        self.check_similar_at(text, query_vector, threshold)
+    }
+
+    /// As [`Triage::check_similar`] at another threshold (for calibration).
+    pub fn check_similar_at(
+        &self,
+        text: &str,
+        query_vector: &[f32],
+        threshold: f32,
+    ) -> Option<Alert> {
+        let dense = self.dense.as_ref()?;
+        let (best, score) = dense
+            .exemplars
+            .iter()
+            .map(|(i, v)| (*i, dot(v, query_vector)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))?;
+        if score < threshold {
+            return None;
+        }
+        let rule = &self.rules[best].rule;
+        let norm = fold_for_matching(text);
+        if clauses(&norm).iter().any(|c| self.negated(rule, c)) {
+            return None;
+        }
+        Some(alert(rule, None))
+    }
+
+    /// The message's query embedding with the triage's embedder (`None` without one).
+    pub fn embed(&self, text: &str) -> Option<Vec<f32>> {
+        let dense = self.dense.as_ref()?;
+        match dense.embedder.embed_query(text) {
+            Ok(v) => Some(unit(v)),
+            Err(e) => {
+                tracing::warn!(error = %e, "safety similarity vote skipped");
+                None
+            }
+        }
+    }
+
+    /// The most urgent alert for `text`: the rules first, then the similarity vote.
+    pub fn check(&self, text: &str, query_vector: Option<&[f32]>) -> Option<Alert> {
+        if let Some(a) = self.check_rules(text).into_iter().next() {
+            return Some(a);
+        }
+        match query_vector {
+            Some(v) => self.check_similar(text, v),
+            None => self.embed(text).and_then(|v| self.check_similar(text, &v)),
+        }
+    }
+}
+
+fn alert(rule: &SafetyRule, matched: Option<String>) -> Alert {
+    Alert {
+        rule: rule.id.clone(),
+        severity: severity_name(rule.severity).to_string(),
+        urgent: rule.severity.is_urgent(),
+        alone: matches!(rule.severity, Severity::Emergency | Severity::Crisis),
+        numbers: rule.numbers.clone(),
+        headline: rule.headline.clone(),
+        steps: rule.steps.clone(),
+        matched,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn triage() -> Triage {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/safety");
+        Triage::load(&dir).unwrap()
+    }
+
+    fn first(t: &Triage, text: &str) -> Option<(String, Vec<String>)> {
+        t.check_rules(text)
+            .into_iter()
+            .next()
+            .map(|a| (a.rule, a.numbers))
+    }
+
+    #[test]
+    fn the_reported_emergencies_get_their_numbers() {
+        let t = triage();
+        let (rule, numbers) = first(&t, "有人在我家樓下打架還拿刀").unwrap();
+        assert_eq!(rule, "violence-weapon");
+        assert_eq!(numbers[0], "110");
+        let (rule, numbers) = first(&t, "瓦斯味很重好像外洩了").unwrap();
+        assert_eq!(rule, "gas-leak");
+        assert_eq!(numbers, ["119"]);
+        let (_, numbers) = first(&t, "我想自殺，不知道該怎麼辦").unwrap();
+        assert!(numbers.contains(&"1925".to_string()), "{numbers:?}");
+        // Simplified input is folded before matching.
+        assert!(first(&t, "瓦斯味很重好像泄漏了").is_some());
+    }
+
+    #[test]
+    fn danger_words_in_ordinary_questions_do_not_fire() {
+        let t = triage();
+        for q in [
+            "瓦斯費怎麼繳",
+            "去年家裡失火，現在可以申請什麼補助",
+            "怎麼預防一氧化碳中毒",
+            "熱到快死了",
+            "路燈不亮",
+            "樹倒了但沒有人受傷，也沒擋到路",
+        ] {
+            assert_eq!(first(&t, q), None, "{q}");
+        }
+    }
+
+    #[test]
+    fn a_negation_only_cancels_its_own_clause() {
+        let t = triage();
+        assert!(first(&t, "大樹倒在馬路中間擋住車道，還好沒有人受傷").is_some());
+    }
+
+    #[test]
+    fn the_alert_text_puts_the_number_first_and_lists_the_steps() {
+        let t = triage();
+        let a = t.check_rules("瓦斯味很重好像外洩了").remove(0);
+        let text = a.text();
+        assert!(text.starts_with("【緊急】"), "{text}");
+        assert!(text.contains("119"), "{text}");
+        assert!(text.contains("\n1. "), "{text}");
+        assert!(a.urgent);
+    }
+}
