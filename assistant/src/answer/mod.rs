@@ -581,7 +581,9 @@ impl Answerer {
         self.triage.as_ref()
     }
 
-    /// Share of the question's words (two or more characters) found in the document.
+    /// Share of the question's words (two or more characters, not generic) found in the
+    /// document's text; a longer word also counts when the text has it without its first or
+    /// last character (「舊沙發」 in a guide about 「沙發」).
     pub fn coverage(&self, question: &str, doc_id: &str) -> f32 {
         let asked: HashSet<String> = retrieval::tokenizer::terms(question)
             .into_iter()
@@ -590,13 +592,21 @@ impl Answerer {
         if asked.is_empty() {
             return 1.0;
         }
-        let doc: HashSet<String> = self
+        let doc: String = self
             .retriever
             .chunks_of(doc_id)
             .iter()
-            .flat_map(|c| retrieval::tokenizer::terms(&c.search_text()))
-            .collect();
-        asked.iter().filter(|t| doc.contains(*t)).count() as f32 / asked.len() as f32
+            .map(|c| retrieval::normalize::normalize(&c.search_text()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let found = |t: &String| {
+            let cs: Vec<char> = t.chars().collect();
+            doc.contains(t.as_str())
+                || (cs.len() >= 3
+                    && (doc.contains(&cs[1..].iter().collect::<String>())
+                        || doc.contains(&cs[..cs.len() - 1].iter().collect::<String>())))
+        };
+        asked.iter().filter(|t| found(t)).count() as f32 / asked.len() as f32
     }
 
     /// Processes the system prompt so the first question does not pay for it.
@@ -949,13 +959,27 @@ impl Answerer {
             )
             .await?;
         let retrieval_ms = ms(started);
-        let confidence = hits.first().and_then(dense_similarity).unwrap_or(0.0);
+        // The best dense similarity among the first hits (fusion may put a BM25 match first).
+        let confidence = hits
+            .iter()
+            .take(3)
+            .filter_map(dense_similarity)
+            .fold(0.0, f32::max);
         let covered = ctx.prefer_doc.is_some()
             || confidence >= self.config.strong_similarity
             || (confidence >= self.config.min_similarity
                 && hits.first().is_some_and(|h| {
                     self.coverage(question, &h.chunk.doc_id) >= self.config.min_coverage
                 }));
+        tracing::debug!(
+            confidence,
+            covered,
+            coverage = hits
+                .first()
+                .map(|h| self.coverage(question, &h.chunk.doc_id))
+                .unwrap_or(0.0),
+            "retrieved"
+        );
         let sel = if covered {
             self.select(question, &hits, ctx)
         } else {

