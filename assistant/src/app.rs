@@ -76,8 +76,20 @@ impl App {
         Ok(
             Answerer::new(Arc::new(retriever), llm, self.settings.answer.clone())
                 .with_triage(self.triage()?)
-                .with_entities(self.entities()?),
+                .with_entities(self.entities()?)
+                .with_names(self.guide_names()?),
         )
+    }
+
+    /// Every bundled guide's title and aliases with its id.
+    pub fn guide_names(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let loaded = knowledge::load_path(
+            &self.settings.paths.corpus,
+            &knowledge::LoadOptions::default(),
+        )?;
+        Ok(crate::answer::guide_names(
+            loaded.documents.iter().map(|d| &d.document),
+        ))
     }
 
     /// The safety triage: the rules in `paths.safety` and the similarity vote with the
@@ -254,6 +266,7 @@ impl App {
         Ok(AppState::new(Parts {
             triage: Some(self.triage()?),
             entities: self.entities()?,
+            names: self.guide_names()?,
             settings: s.clone(),
             answer_config: settings.answer.clone(),
             retriever,

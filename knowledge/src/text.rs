@@ -236,6 +236,19 @@ pub fn phone_digits(text: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // Simplified → Traditional
 
+/// Traditional→Simplified, character by character (OpenCC t2s): the form Chinese word
+/// segmenters trained on Simplified text cut best.
+pub fn t2s(text: &str) -> String {
+    static CONV: OnceLock<Option<OpenCC>> = OnceLock::new();
+    match CONV
+        .get_or_init(|| OpenCC::from_config(BuiltinConfig::T2s).ok())
+        .as_ref()
+    {
+        Some(c) => c.convert(text),
+        None => text.to_string(),
+    }
+}
+
 fn converters() -> Option<&'static (OpenCC, OpenCC)> {
     static CONV: OnceLock<Option<(OpenCC, OpenCC)>> = OnceLock::new();
     CONV.get_or_init(|| {

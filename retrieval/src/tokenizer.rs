@@ -25,7 +25,9 @@ fn jieba() -> &'static Arc<Jieba> {
     static JIEBA: OnceLock<Arc<Jieba>> = OnceLock::new();
     JIEBA.get_or_init(|| {
         let mut j = Jieba::new();
-        let mut reader = std::io::BufReader::new(GOV_TERMS.as_bytes());
+        // The terms in both scripts: text is segmented in its Simplified form (below).
+        let both = format!("{GOV_TERMS}\n{}", knowledge::text::t2s(GOV_TERMS));
+        let mut reader = std::io::BufReader::new(both.as_bytes());
         j.load_dict(&mut reader)
             .expect("the bundled user dictionary is well-formed");
         Arc::new(j)
@@ -36,7 +38,7 @@ fn jieba() -> &'static Arc<Jieba> {
 /// different one is detected and rebuilt rather than silently mixed.
 pub fn tokenizer_version() -> String {
     let dict = hex::encode(&Sha256::digest(GOV_TERMS.as_bytes())[..6]);
-    format!("jieba-rs-0.11/search-hmm/dict-{dict}/norm-{NORMALIZER_VERSION}/stop-1")
+    format!("jieba-rs-0.11/search-hmm/dict-{dict}/norm-{NORMALIZER_VERSION}/stop-1/seg-t2s")
 }
 
 fn is_stop(word: &str) -> bool {
@@ -47,19 +49,50 @@ fn is_content(word: &str) -> bool {
     word.chars().any(|c| c.is_alphanumeric())
 }
 
-/// Normalises and segments text: the one path both indexing and querying take.
+/// Normalises and segments text: the one path both indexing and querying take. jieba's
+/// dictionary is Simplified, and on Traditional text it cuts words apart (「舊沙發」 became
+/// 「舊沙｜發要」), so the text is segmented in its Simplified form and each word is taken back
+/// from the normalised (Traditional) text at the same characters; where the conversion changes
+/// the length (rare phrase rewrites), the Traditional text is segmented as it is.
 fn tokens(text: &str) -> Vec<Token> {
     let norm = normalize(text);
+    let simplified = knowledge::text::t2s(&norm);
+    let starts: Vec<usize> = norm
+        .char_indices()
+        .map(|(b, _)| b)
+        .chain(std::iter::once(norm.len()))
+        .collect();
+    let aligned = simplified.chars().count() + 1 == starts.len();
+    let source = if aligned { &simplified } else { &norm };
+    // Byte offset in `source` → character index.
+    let src_char: std::collections::HashMap<usize, usize> = source
+        .char_indices()
+        .enumerate()
+        .map(|(i, (b, _))| (b, i))
+        .chain(std::iter::once((source.len(), starts.len() - 1)))
+        .collect();
     jieba()
-        .cut_for_search(&norm, true)
+        .cut_for_search(source, true)
         .into_iter()
         .filter(|t| is_content(t.word) && !is_stop(t.word))
+        .filter_map(|t| {
+            let (from, to) = if aligned {
+                (
+                    starts[*src_char.get(&t.byte_start)?],
+                    starts[*src_char.get(&t.byte_end)?],
+                )
+            } else {
+                (t.byte_start, t.byte_end)
+            };
+            let word = norm[from..to].trim().to_string();
+            (!is_stop(&word) && is_content(&word)).then_some((from, to, word))
+        })
         .enumerate()
-        .map(|(position, t)| Token {
-            offset_from: t.byte_start,
-            offset_to: t.byte_end,
+        .map(|(position, (from, to, word))| Token {
+            offset_from: from,
+            offset_to: to,
             position,
-            text: t.word.trim().to_string(),
+            text: word,
             position_length: 1,
         })
         .collect()

@@ -105,7 +105,8 @@ pub fn split(text: &str) -> Vec<String> {
         }
         header = None;
         let line = clean_line(line);
-        if line.is_empty() {
+        // The aliases the loader adds to a guide's overview are for search, not answers.
+        if line.is_empty() || line.starts_with("（又稱") {
             continue;
         }
         let mut cur = String::new();
@@ -235,6 +236,11 @@ fn bigrams(s: &str) -> HashSet<(char, char)> {
     cs.windows(2).map(|w| (w[0], w[1])).collect()
 }
 
+/// The character bigrams of `s` (for name matching).
+pub fn bigram_set(s: &str) -> HashSet<(char, char)> {
+    bigrams(s)
+}
+
 fn jaccard(a: &HashSet<(char, char)>, b: &HashSet<(char, char)>) -> f32 {
     if a.is_empty() || b.is_empty() {
         return 0.0;
@@ -357,12 +363,17 @@ pub fn score<'a>(q: &Query<'_>, chunks: &[&'a Chunk]) -> Vec<Scored<'a>> {
         .iter()
         .map(|s| retrieval::normalize::normalize(&s.text))
         .collect();
+    // A longer word also matches without its first or last character (「舊沙發」 ~ 「沙發」).
+    let has = |s: &str, t: &str| {
+        let cs: Vec<char> = t.chars().collect();
+        s.contains(t)
+            || (cs.len() >= 3
+                && (s.contains(&cs[1..].iter().collect::<String>())
+                    || s.contains(&cs[..cs.len() - 1].iter().collect::<String>())))
+    };
     let mut df: HashMap<&str, usize> = HashMap::new();
     for t in &q.terms {
-        df.insert(
-            t.as_str(),
-            norm.iter().filter(|s| s.contains(t.as_str())).count(),
-        );
+        df.insert(t.as_str(), norm.iter().filter(|s| has(s, t)).count());
     }
     let n = sentences.len().max(1) as f32;
     let idf = |t: &str| (1.0 + n / (1.0 + *df.get(t).unwrap_or(&0) as f32)).ln();
@@ -375,7 +386,7 @@ pub fn score<'a>(q: &Query<'_>, chunks: &[&'a Chunk]) -> Vec<Scored<'a>> {
             let lexical: f32 = q
                 .terms
                 .iter()
-                .filter(|t| sn.contains(t.as_str()))
+                .filter(|t| has(sn, t))
                 .map(|t| idf(t))
                 .sum::<f32>()
                 / total_idf;

@@ -222,6 +222,8 @@ pub struct Answerer {
     cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
     triage: Option<Arc<Triage>>,
     entities: Vec<String>,
+    /// (normalised name, guide id): the names residents use for each guide.
+    names: Vec<(String, String)>,
 }
 
 /// The fixed system prompt (kept identical across requests so its KV cache is reused).
@@ -537,6 +539,7 @@ impl Answerer {
             cancel: None,
             triage: None,
             entities: Vec::new(),
+            names: Vec::new(),
         }
     }
 
@@ -557,6 +560,39 @@ impl Answerer {
     pub fn with_entities(mut self, entities: Vec<String>) -> Answerer {
         self.entities = entities;
         self
+    }
+
+    /// The names residents use for each guide (titles and aliases of four or more characters
+    /// that are not a household status), so a question that names one service is answered from
+    /// that guide when retrieval also finds it.
+    pub fn with_names(mut self, names: Vec<(String, String)>) -> Answerer {
+        self.names = names
+            .into_iter()
+            .map(|(n, d)| (knowledge::text::fold_for_matching(&n), d))
+            .filter(|(n, _)| {
+                n.chars().count() >= 4 && !["低收入戶", "中低收入戶"].contains(&n.as_str())
+            })
+            .collect();
+        self
+    }
+
+    /// The one guide the question names: three quarters or more of a name's character bigrams
+    /// are in the question (「生小孩有補助」 names 「生小孩補助」).
+    pub fn named_guide(&self, question: &str) -> Option<String> {
+        let q = knowledge::text::fold_for_matching(question);
+        let qg = lead::bigram_set(&q);
+        let mut docs: Vec<&str> = self
+            .names
+            .iter()
+            .filter(|(n, _)| {
+                let g = lead::bigram_set(n);
+                !g.is_empty() && g.intersection(&qg).count() * 4 >= g.len() * 3
+            })
+            .map(|(_, d)| d.as_str())
+            .collect();
+        docs.dedup();
+        let first = *docs.first()?;
+        docs.iter().all(|d| *d == first).then(|| first.to_string())
     }
 
     fn cancelled(&self) -> bool {
@@ -750,19 +786,16 @@ impl Answerer {
 
     /// The lead: the sentences that answer what was asked, each with its citation marker;
     /// empty when no sentence is about the question.
-    fn lead(&self, question: &str, sel: &Selection<'_>) -> (String, f32) {
+    fn lead<'a>(&'a self, question: &str, sel: &mut Selection<'a>) -> (String, f32) {
         let intents = intents(question);
         let q = lead::Query::new(question, &intents);
-        // FAQ corpora: one answer per document, so the lead comes from the best one.
+        // FAQ corpora: one answer per document, so the lead comes from the best one; a guide's
+        // lead may come from any of its sections (the section is then cited and shown).
         let pool: Vec<&Chunk> =
             if sel.chunks.first().map(|c| c.section) == Some(SectionKind::Answer) {
                 sel.chunks.iter().take(1).copied().collect()
             } else {
-                sel.chunks
-                    .iter()
-                    .filter(|c| c.doc_id == sel.doc_id)
-                    .copied()
-                    .collect()
+                self.retriever.chunks_of(&sel.doc_id)
             };
         let mut scored = lead::score(&q, &pool);
         let best = scored.first().map(|s| s.score).unwrap_or(0.0);
@@ -786,6 +819,13 @@ impl Answerer {
                 }
             }
         }
+        // The sections the lead quotes are cited first.
+        for s in chosen.iter().rev() {
+            if !sel.chunks.iter().any(|x| x.id == s.sentence.chunk.id) {
+                sel.chunks.insert(0, s.sentence.chunk);
+            }
+        }
+        sel.chunks.truncate(self.config.max_passages.max(1) + 1);
         let number = |c: &Chunk| {
             sel.chunks
                 .iter()
@@ -965,6 +1005,20 @@ impl Answerer {
             .take(3)
             .filter_map(dense_similarity)
             .fold(0.0, f32::max);
+        // A guide the question names, when retrieval finds it too, is the one to answer from.
+        let named = ctx
+            .prefer_doc
+            .is_none()
+            .then(|| self.named_guide(question))
+            .flatten()
+            .filter(|d| hits.iter().any(|h| &h.chunk.doc_id == d));
+        let ctx = &match &named {
+            Some(d) => AskContext {
+                prefer_doc: Some(d.clone()),
+                ..ctx.clone()
+            },
+            None => ctx.clone(),
+        };
         let covered = ctx.prefer_doc.is_some()
             || confidence >= self.config.strong_similarity
             || (confidence >= self.config.min_similarity
@@ -985,7 +1039,8 @@ impl Answerer {
         } else {
             None
         };
-        let lead = sel.as_ref().map(|s| self.lead(question, s));
+        let mut sel = sel;
+        let lead = sel.as_mut().map(|s| self.lead(question, s));
         let lead_score = lead.as_ref().map(|l| l.1).unwrap_or(0.0);
         let Some((sel, (lead, _))) = sel
             .zip(lead)
@@ -1193,6 +1248,19 @@ pub fn entities<'a>(docs: impl Iterator<Item = &'a knowledge::Document>) -> Vec<
             if name.chars().count() >= 3 && !out.iter().any(|x| x == name) {
                 out.push(name.to_string());
             }
+        }
+    }
+    out
+}
+
+/// (name, guide id) for every guide's title (before any 「（」) and aliases.
+pub fn guide_names<'a>(docs: impl Iterator<Item = &'a knowledge::Document>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for d in docs {
+        let base = d.title.split(['（', '(']).next().unwrap_or_default().trim();
+        out.push((base.to_string(), d.id.clone()));
+        for a in &d.aliases {
+            out.push((a.clone(), d.id.clone()));
         }
     }
     out

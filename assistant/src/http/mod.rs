@@ -67,6 +67,8 @@ pub struct AppState {
     pub triage: Option<Arc<Triage>>,
     /// Service and status names for the claim check.
     pub entities: Vec<String>,
+    /// (name, guide id) for the guides' titles and aliases.
+    pub names: Vec<(String, String)>,
 
     pub db: Db,
     pub secret: Vec<u8>,
@@ -103,6 +105,7 @@ pub struct Parts {
     pub extractor: Extractor,
     pub triage: Option<Arc<Triage>>,
     pub entities: Vec<String>,
+    pub names: Vec<(String, String)>,
     pub db: Db,
     pub secret: Vec<u8>,
     pub mydata: Option<MyDataClient>,
@@ -147,6 +150,7 @@ impl AppState {
             extractor: Arc::new(p.extractor),
             triage: p.triage,
             entities: p.entities,
+            names: p.names,
             db: p.db,
             secret: p.secret,
             mydata,
@@ -163,7 +167,8 @@ impl AppState {
     /// The answer pipeline over `retriever` with the state's triage and entities.
     pub fn answerer(&self, retriever: Arc<Retriever>, llm: Option<Arc<dyn ChatModel>>) -> Answerer {
         let a = Answerer::new(retriever, llm, self.answer_config.clone())
-            .with_entities(self.entities.clone());
+            .with_entities(self.entities.clone())
+            .with_names(self.names.clone());
         match &self.triage {
             Some(t) => a.with_triage(t.clone()),
             None => a,

@@ -97,6 +97,7 @@ pub(crate) fn start_full(
                     assistant::answer::safety::Triage::load(&root.join("corpus/safety")).unwrap(),
                 )),
                 entities: Vec::new(),
+                names: Vec::new(),
                 db,
                 secret: b"test-secret-test-secret-test-secret".to_vec(),
                 mydata,
