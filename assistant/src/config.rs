@@ -129,7 +129,8 @@ pub struct ServerSettings {
     pub max_inflight: usize,
     /// LLM jobs admitted at once (running + waiting for the model).
     pub llm_queue: usize,
-    /// Use the LLM for chat answers (when one is configured).
+    /// Use the LLM to rephrase chat answers (when one is configured). Off by default: the
+    /// verbatim lead measured as correct and never misquotes (see config/base.toml).
     pub chat_llm: bool,
     /// Set the `Secure` flag on cookies (behind TLS).
     pub secure_cookies: bool,
@@ -165,7 +166,7 @@ impl Default for ServerSettings {
             login_lock_minutes: 15,
             max_inflight: 16,
             llm_queue: 2,
-            chat_llm: true,
+            chat_llm: false,
             secure_cookies: false,
             api_keys: Vec::new(),
             conversation_days: 30,

@@ -3,6 +3,7 @@
 
 mod answer_suite;
 mod asr_suite;
+mod benefits_suite;
 mod extract_suite;
 mod gold_suite;
 mod llm_suite;
@@ -67,6 +68,8 @@ enum Suite {
     Asr(asr_suite::AsrArgs),
     /// Safety triage: danger detected (precision, recall), the right rule, false alarms.
     Safety(safety_suite::SafetyArgs),
+    /// Benefit suggestions from self-descriptions: recall, absurd suggestions, eligibility.
+    Benefits(benefits_suite::BenefitsArgs),
 }
 
 #[derive(clap::Args)]
@@ -118,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Suite::Load(args) => load_suite::run(&args).await?,
         Suite::Asr(args) => tokio::task::block_in_place(|| asr_suite::run(app, &args))?,
         Suite::Safety(args) => tokio::task::block_in_place(|| safety_suite::run(app, &args))?,
+        Suite::Benefits(args) => benefits_suite::run(app, &args)?,
     };
     println!("{}", serde_json::to_string(&summary)?);
     let mut failed = false;

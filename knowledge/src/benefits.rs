@@ -43,6 +43,13 @@ pub struct Condition {
     pub and: Vec<Atom>,
     #[serde(default)]
     pub group: Option<String>,
+    /// Whether the person is in the benefit's target group at all (a senior, a parent of a
+    /// young child, a student…): a benefit whose anchor is unknown is not suggested.
+    #[serde(default)]
+    pub anchor: bool,
+    /// The guide section the condition comes from.
+    #[serde(default)]
+    pub section: Option<String>,
     pub pass: String,
     pub fail: String,
 }
@@ -83,6 +90,9 @@ pub struct Benefit {
     pub amount_key: Vec<String>,
     #[serde(default)]
     pub periods: Vec<Period>,
+    /// The guide's own sentence on amounts, where it gives no table (or in addition).
+    #[serde(default)]
+    pub amount_text: Option<String>,
     pub conditions: Vec<Condition>,
     /// Documents the resident must still bring or upload.
     #[serde(default)]
@@ -94,6 +104,10 @@ pub struct Benefit {
 pub struct Rulebook {
     #[serde(default)]
     pub facts: BTreeMap<String, String>,
+    /// The values a text fact takes (`household_status` = 一般, 中低收入戶, 低收入戶): amount
+    /// tables keyed by such facts must cover every combination (or give `*`).
+    #[serde(default)]
+    pub values: BTreeMap<String, Vec<String>>,
     #[serde(default, rename = "benefit")]
     pub benefits: Vec<Benefit>,
 }
@@ -125,6 +139,7 @@ impl Rulebook {
             let text = std::fs::read_to_string(&path).map_err(|e| err(&path, e.to_string()))?;
             let part: Rulebook = toml::from_str(&text).map_err(|e| err(&path, e.to_string()))?;
             book.facts.extend(part.facts);
+            book.values.extend(part.values);
             parts.push((path, part.benefits));
         }
         // Facts may be declared in any file, so benefits are checked once all are read.
@@ -138,6 +153,44 @@ impl Rulebook {
             }
         }
         Ok(book)
+    }
+
+    /// A combination of the amount key's values with no amount (when every key fact has a
+    /// declared value set).
+    fn hole(&self, b: &Benefit, p: &Period) -> Option<String> {
+        if p.amounts.contains_key("*") || b.amount_key.is_empty() {
+            return None;
+        }
+        let sets: Option<Vec<&Vec<String>>> =
+            b.amount_key.iter().map(|k| self.values.get(k)).collect();
+        let mut combos: Vec<String> = vec![String::new()];
+        for set in sets? {
+            combos = combos
+                .iter()
+                .flat_map(|c| {
+                    set.iter().map(move |v| {
+                        if c.is_empty() {
+                            v.clone()
+                        } else {
+                            format!("{c}/{v}")
+                        }
+                    })
+                })
+                .collect();
+        }
+        combos.into_iter().find(|c| !p.amounts.contains_key(c))
+    }
+
+    /// Refuses a benefit whose id is not one of the guides (`guide_ids`): the id is the guide's
+    /// file stem, so answers, citations and suggestions line up.
+    pub fn check_guides(&self, guide_ids: &[String]) -> Result<(), String> {
+        match self.benefits.iter().find(|b| !guide_ids.contains(&b.id)) {
+            Some(b) => Err(format!(
+                "benefit {} has no guide corpus/guides/{}.md (a benefit's id is its guide's file name)",
+                b.id, b.id
+            )),
+            None => Ok(()),
+        }
     }
 
     fn check(&self, b: &Benefit) -> Result<(), String> {
@@ -169,6 +222,12 @@ impl Rulebook {
                     b.id, p.label, b.amount_key
                 ));
             }
+            if let Some(hole) = self.hole(b, p) {
+                return Err(format!(
+                    "benefit {} period {}: no amount for `{hole}` (add it, or a `*` entry)",
+                    b.id, p.label
+                ));
+            }
         }
         Ok(())
     }
@@ -185,7 +244,7 @@ mod tests {
         for id in [
             "childcare-allowance-under-2",
             "senior-card",
-            "tuition-reduction-high-school",
+            "tuition-fee-reduction",
         ] {
             assert!(book.benefits.iter().any(|b| b.id == id), "{id} missing");
         }

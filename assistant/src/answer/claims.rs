@@ -185,7 +185,7 @@ fn unsupported(clause: &str, sentence: &str, title: &str, entities: &[String]) -
             .iter()
             .filter(|w| s.contains(w.as_str()) || t.contains(w.as_str()))
             .count();
-        if (covered as f32) < 0.6 * terms.len() as f32 {
+        if (covered as f32) < 0.8 * terms.len() as f32 {
             return Some(format!(
                 "words not in the source ({covered}/{})",
                 terms.len()
@@ -269,43 +269,95 @@ pub fn check(
     question: &str,
     entities: &[String],
 ) -> Vec<ClauseSupport> {
-    let qg = bigrams(&knowledge::text::fold_for_matching(question));
+    let q = knowledge::text::fold_for_matching(question);
+    let qg = bigrams(&q);
+    let asked: Vec<String> = entities
+        .iter()
+        .map(|e| knowledge::text::fold_for_matching(e))
+        .filter(|e| q.contains(e.as_str()))
+        .collect();
     clauses(reply)
         .into_iter()
         .map(|clause| {
+            let c = knowledge::text::fold_for_matching(&clause);
+            let cg = bigrams(&without_framing(&c));
+            let reject = |problem: String| ClauseSupport {
+                clause: clause.clone(),
+                passage: None,
+                sentence: None,
+                problem: Some(problem),
+            };
+            // The question said back, however well it matches a source, answers nothing.
+            if !cg.is_empty() && cg.intersection(&qg).count() as f32 / cg.len() as f32 >= 0.7 {
+                return reject("an echo of the question".into());
+            }
+            if clause.trim_end().ends_with(['？', '?']) {
+                return reject("a question, not an answer".into());
+            }
+            // A different service or status than the one asked about (低收入戶 asked,
+            // 中低收入戶 answered).
+            let named: Vec<String> = entities
+                .iter()
+                .map(|e| knowledge::text::fold_for_matching(e))
+                .filter(|e| c.contains(e.as_str()))
+                .filter(|e| !named_inside(e, &c, entities))
+                .collect();
+            if !asked.is_empty()
+                && !named.is_empty()
+                && !named.iter().any(|n| asked.iter().any(|a| a == n || a.contains(n.as_str())))
+            {
+                return reject(format!("about 「{}」, not what was asked", named[0]));
+            }
+            // The sentences most like the clause decide: the best one must support it.
+            let mut ranked: Vec<(f32, usize, String, &str)> = sources
+                .iter()
+                .flat_map(|src| {
+                    let cg = cg.clone();
+                    split(src.text).into_iter().map(move |sentence| {
+                        let sg = bigrams(&knowledge::text::fold_for_matching(&sentence));
+                        let share = if cg.is_empty() {
+                            0.0
+                        } else {
+                            cg.intersection(&sg).count() as f32 / cg.len() as f32
+                        };
+                        (share, src.number, sentence, src.title)
+                    })
+                })
+                .collect();
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let best = ranked.first().map(|r| r.0).unwrap_or(0.0);
             let mut first_problem = None;
-            for src in sources {
-                for sentence in split(src.text) {
-                    match unsupported(&clause, &sentence, src.title, entities) {
-                        None => {
-                            return ClauseSupport {
-                                clause,
-                                passage: Some(src.number),
-                                sentence: Some(sentence),
-                                problem: None,
-                            }
+            for (share, number, sentence, title) in ranked.iter().take(3) {
+                if *share + 0.05 < best {
+                    break;
+                }
+                match unsupported(&clause, sentence, title, entities) {
+                    None => {
+                        return ClauseSupport {
+                            clause: clause.clone(),
+                            passage: Some(*number),
+                            sentence: Some(sentence.clone()),
+                            problem: None,
                         }
-                        Some(p) => {
-                            first_problem.get_or_insert(p);
-                        }
+                    }
+                    Some(p) => {
+                        first_problem.get_or_insert(p);
                     }
                 }
             }
-            let cg = bigrams(&knowledge::text::fold_for_matching(&clause));
-            let echo =
-                !cg.is_empty() && cg.intersection(&qg).count() as f32 / cg.len() as f32 >= 0.6;
-            ClauseSupport {
-                problem: Some(if echo {
-                    "an echo of the question".to_string()
-                } else {
-                    first_problem.unwrap_or_else(|| "no source sentence".into())
-                }),
-                clause,
-                passage: None,
-                sentence: None,
-            }
+            reject(first_problem.unwrap_or_else(|| "no source sentence".into()))
         })
         .collect()
+}
+
+/// Whether `e` occurs in `text` only inside a longer entity (低收入戶 inside 中低收入戶).
+fn named_inside(e: &str, text: &str, entities: &[String]) -> bool {
+    let longer: Vec<String> = entities
+        .iter()
+        .map(|x| knowledge::text::fold_for_matching(x))
+        .filter(|x| x.len() > e.len() && x.contains(e) && text.contains(x.as_str()))
+        .collect();
+    !longer.is_empty() && text.matches(e).count() <= longer.iter().map(|l| text.matches(l.as_str()).count()).sum::<usize>()
 }
 
 #[cfg(test)]

@@ -30,19 +30,11 @@ pub(super) fn benefits_cmd(
     on: Option<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    use crate::eligibility::{suggest, Facts, Status};
+    use crate::eligibility::{facts_from_text, suggest, Status};
     let on = on.unwrap_or_else(today_iso);
     let extractor = app.extractor(false)?;
     let book = knowledge::benefits::Rulebook::load(&app.settings.paths.benefits)?;
-    let mut values = serde_json::Map::new();
-    for form in ["childcare_allowance", "senior_card", "student_scholarship"] {
-        if let Ok(x) = extractor.extract(form, text) {
-            for (k, v) in x.values() {
-                values.entry(k).or_insert(v);
-            }
-        }
-    }
-    let facts = Facts::from_values(&values, &on, &extractor.taxonomy().city_names);
+    let (facts, _) = facts_from_text(text, &extractor, &on);
     let found = suggest(&book, &facts, &on);
     if json {
         println!("{}", serde_json::to_string_pretty(&found)?);
@@ -65,11 +57,16 @@ pub(super) fn benefits_cmd(
         for c in &a.checks {
             println!("    - {}", c.reason);
         }
+        if a.amount.is_none() {
+            if let Some(t) = &a.amount_text {
+                println!("    金額：{t}");
+            }
+        }
         if !a.documents.is_empty() {
             println!("    應備文件：{}", a.documents.join("、"));
         }
         if a.verify {
-            println!("    ※ 此項規則數值尚待市府確認");
+            println!("    ※ 條件與金額以本市公告為準");
         }
     }
     Ok(ExitCode::SUCCESS)

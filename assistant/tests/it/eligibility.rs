@@ -112,9 +112,12 @@ fn a_low_income_mother_qualifies_through_her_status_without_a_tax_declaration() 
         )),
         "{s:?}"
     );
-    assert!(s
-        .iter()
-        .any(|(b, st, _)| b == "low-income-hospital-care" && *st == Status::Eligible));
+    // The household status also brings the health-insurance premium subsidy.
+    assert!(
+        s.iter().any(|(b, st, _)| b == "low-income-health-insurance-subsidy"
+            && *st == Status::Eligible),
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -127,35 +130,39 @@ fn elders_get_the_senior_card_by_age_or_as_indigenous_residents() {
     );
     assert!(s
         .iter()
-        .any(|(b, st, _)| b == "senior-festival-gift" && *st == Status::Eligible));
-    // 57 and indigenous: the card yes, the 65+ festival gift no.
+        .any(|(b, st, _)| b == "double-ninth-senior-gift" && *st == Status::Eligible));
+    // 57 and indigenous: the card and the festival gift (both relax the age to 55 for
+    // indigenous elders); the same 57-year-old without indigenous status gets neither.
     let s = w.suggested("E223451057");
     assert!(
         s.contains(&("senior-card".into(), Status::Eligible, None)),
         "{s:?}"
     );
     assert!(
-        !s.iter().any(|(b, _, _)| b == "senior-festival-gift"),
+        s.iter()
+            .any(|(b, st, _)| b == "double-ninth-senior-gift" && *st == Status::Eligible),
         "{s:?}"
     );
-    let gift = w.benefit("senior-festival-gift");
-    let a = assess(&w.book, gift, &w.facts("E223451057"), TODAY);
+    let gift = w.benefit("double-ninth-senior-gift");
+    let mut f = w.facts("E223451057");
+    f.set("elder.indigenous", Fact::Bool(false));
+    let a = assess(&w.book, gift, &f, TODAY);
     assert_eq!(a.status, Status::NotEligible);
-    assert!(a.checks.iter().any(|c| c.reason == "未滿65歲"));
+    assert!(a.checks.iter().any(|c| c.reason.starts_with("未滿65歲")), "{a:?}");
+    let card = w.benefit("senior-card");
+    assert_eq!(assess(&w.book, card, &f, TODAY).status, Status::NotEligible);
 }
 
 #[test]
-fn a_middle_low_income_high_school_student_gets_60_percent_off_and_nothing_for_elders() {
+fn a_middle_low_income_high_school_student_gets_the_tuition_reduction_and_nothing_for_elders() {
     let w = world();
     let s = w.suggested("A123451088");
     assert!(
-        s.contains(&(
-            "tuition-reduction-high-school".into(),
-            Status::Eligible,
-            Some(60)
-        )),
+        s.iter()
+            .any(|(b, st, _)| b == "tuition-fee-reduction" && *st == Status::Eligible),
         "{s:?}"
     );
+    assert!(!s.iter().any(|(b, _, _)| b.starts_with("senior")), "{s:?}");
     let card = w.benefit("senior-card");
     let mut f = w.facts("A123451088");
     f.set("elder.age_years", Fact::Num(70.0));
@@ -179,10 +186,10 @@ fn the_assessment_date_picks_the_period_of_the_amount_table() {
         v.insert("child.birth_date".into(), birth.into());
         v.insert("child.birth_order".into(), order.into());
         v.insert("household_status".into(), status.into());
-        v.insert("household.tax_rate_under_20".into(), true.into());
+        v.insert("household.income_high".into(), false.into());
         v.insert("applicant.address".into(), address.into());
         v.insert("applicant.parental_leave_allowance".into(), false.into());
-        v.insert("child.in_public_childcare".into(), false.into());
+        v.insert("child.care_setting".into(), "家中".into());
         Facts::from_values(&v, on, &w.cities)
     };
     // 現制 (2019-08..2021-07), 第一階段 (2021-08..2022-07): the status matters in both.
@@ -226,7 +233,7 @@ fn the_assessment_date_picks_the_period_of_the_amount_table() {
 fn a_missing_fact_means_needs_info_and_review_not_a_guess() {
     let w = world();
     let mut r = w.resident("A123451006").clone();
-    r.declared.remove("household.tax_rate_under_20");
+    r.declared.remove("household.income_high");
     let f = facts_from_records(&w.forms, &r.datasets, &r.declared, TODAY, &w.cities);
     let rule = w.benefit("childcare-allowance-under-2");
     let a = assess(&w.book, rule, &f, TODAY);

@@ -4,6 +4,8 @@
 //! apply. A benefit is `eligible` only when every condition holds on known facts; a missing fact
 //! makes it `needs_info` (with what to ask), never a guess.
 
+pub mod speech;
+
 use knowledge::benefits::{Atom, Benefit, Condition, Op, Rulebook};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -142,6 +144,9 @@ pub struct Assessment {
     pub source: String,
     /// The rule's values still need the city's confirmation.
     pub verify: bool,
+    /// The guide's own sentence on amounts (shown where there is no single amount).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount_text: Option<String>,
 }
 
 fn compare(fact: &Fact, op: Op, value: &toml::Value) -> bool {
@@ -321,9 +326,13 @@ pub fn assess(book: &Rulebook, b: &Benefit, facts: &Facts, on: &str) -> Assessme
         .collect::<Option<Vec<String>>>()
         .map(|parts| parts.join("/"));
     let amount = match (period, &key) {
-        (Some(p), Some(k)) if status != Status::NotEligible => {
-            p.amounts.get(k).or_else(|| p.amounts.get("*")).copied()
-        }
+        (Some(p), Some(k)) if status != Status::NotEligible => p
+            .amounts
+            .get(k)
+            .or_else(|| p.amounts.get("*"))
+            .copied()
+            // 0: the guide states no number for this case (see amount_text).
+            .filter(|a| *a > 0),
         _ => None,
     };
     Assessment {
@@ -339,26 +348,57 @@ pub fn assess(book: &Rulebook, b: &Benefit, facts: &Facts, on: &str) -> Assessme
         documents: b.documents.clone(),
         source: b.source.clone(),
         verify: b.verify,
+        amount_text: b.amount_text.clone(),
     }
 }
 
-/// Benefits the facts point to: eligible ones first, then those that need information; the
-/// ones clearly not applicable are left out.
+/// Whether the facts place the person in the benefit's target group: every anchor condition
+/// (and every anchor group) holds. A benefit with no anchors needs one passing condition
+/// besides residency.
+fn in_target_group(b: &Benefit, facts: &Facts) -> bool {
+    let anchors: Vec<&Condition> = b.conditions.iter().filter(|c| c.anchor).collect();
+    if anchors.is_empty() {
+        return b.conditions.iter().any(|c| {
+            !c.fact.ends_with("resident_here") && evaluate(c, facts).0 == Outcome::Pass
+        });
+    }
+    let mut groups: BTreeMap<&str, bool> = BTreeMap::new();
+    for c in anchors {
+        let pass = evaluate(c, facts).0 == Outcome::Pass;
+        match &c.group {
+            Some(g) => *groups.entry(g.as_str()).or_default() |= pass,
+            None if !pass => return false,
+            None => {}
+        }
+    }
+    groups.values().all(|p| *p)
+}
+
+/// How many missing facts a suggestion asks for at most: the ones that decide it.
+const MAX_ASKED: usize = 3;
+
+/// Benefits the facts point to: only those the person could plausibly get (every anchor
+/// holds: a child benefit needs a child, a senior benefit a senior), eligible ones first and
+/// the larger amounts before smaller; the ones clearly not applicable are left out.
 pub fn suggest(book: &Rulebook, facts: &Facts, on: &str) -> Vec<Assessment> {
     let mut out: Vec<Assessment> = book
         .benefits
         .iter()
+        .filter(|b| in_target_group(b, facts))
         .map(|b| assess(book, b, facts, on))
         .filter(|a| a.status != Status::NotEligible)
-        // A benefit none of whose facts (residency aside) is known says nothing about this
-        // resident.
-        .filter(|a| {
-            a.checks
-                .iter()
-                .any(|c| c.outcome == Outcome::Pass && !c.fact.ends_with("resident_here"))
+        .map(|mut a| {
+            a.missing.truncate(MAX_ASKED);
+            a
         })
         .collect();
-    out.sort_by_key(|a| (a.status != Status::Eligible, a.benefit.clone()));
+    out.sort_by_key(|a| {
+        (
+            a.status != Status::Eligible,
+            std::cmp::Reverse(a.amount.unwrap_or(0)),
+            a.benefit.clone(),
+        )
+    });
     out
 }
 
@@ -401,6 +441,36 @@ pub fn review(book: &Rulebook, form: &str, facts: &Facts, on: &str) -> Review {
         assessments,
         reasons,
     }
+}
+
+/// Facts from a resident's own description: what the application forms' extractor reads (a
+/// birth date gives an age on `on`), overlaid with what [`speech::hear`] reads from how
+/// people talk (「今年67歲」「一個人住」「中低收入戶」), which wins where both say something.
+pub fn facts_from_text(
+    text: &str,
+    extractor: &crate::intake::Extractor,
+    on: &str,
+) -> (Facts, speech::Heard) {
+    let cities = &extractor.taxonomy().city_names;
+    let mut values = serde_json::Map::new();
+    for form in ["childcare_allowance", "senior_card", "student_scholarship"] {
+        if let Ok(x) = extractor.extract(form, text) {
+            for (k, v) in x.values() {
+                // Only what the text gave (not a form's default).
+                if !v.is_null() {
+                    values.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
+    let mut facts = Facts::from_values(&values, on, cities);
+    let year = on.get(..4).and_then(|y| y.parse().ok()).unwrap_or(2026);
+    let month = on.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);
+    let heard = speech::hear(text, cities, (year, month));
+    for (k, v) in heard.facts().0 {
+        facts.set(&k, v);
+    }
+    (facts, heard)
 }
 
 /// Facts for a resident from what every form pre-fills from their records, plus what they
