@@ -92,6 +92,25 @@ impl App {
         ))
     }
 
+    /// The benefit rules in `paths.benefits`, each checked to have its guide (a benefit's id is
+    /// its guide's file name, so suggestions cite the guide).
+    pub fn benefit_rules(&self) -> anyhow::Result<Arc<knowledge::benefits::Rulebook>> {
+        let book = knowledge::benefits::Rulebook::load(&self.settings.paths.benefits)?;
+        let loaded = knowledge::load_path(
+            &self.settings.paths.corpus,
+            &knowledge::LoadOptions::default(),
+        )?;
+        let ids: Vec<String> = loaded
+            .documents
+            .iter()
+            .map(|d| d.document.id.clone())
+            .collect();
+        book.check_guides(&ids).map_err(|e| {
+            anyhow::anyhow!("{e} (in {})", self.settings.paths.benefits.display())
+        })?;
+        Ok(Arc::new(book))
+    }
+
     /// The safety triage: the rules in `paths.safety` and the similarity vote with the
     /// embedder (exemplar vectors cached beside the models).
     pub fn triage(&self) -> anyhow::Result<Arc<Triage>> {
@@ -267,6 +286,7 @@ impl App {
             triage: Some(self.triage()?),
             entities: self.entities()?,
             names: self.guide_names()?,
+            benefits: self.benefit_rules()?,
             settings: s.clone(),
             answer_config: settings.answer.clone(),
             retriever,

@@ -160,3 +160,27 @@ function renderAnswerText(target, text, citations) {
   }
   target.append(text.slice(last));
 }
+
+// 「您可能可以申請」: benefits for someone who described their situation, each with its guide
+// (opened like a citation), what is still needed, and the online application where there is one.
+function renderBenefits(benefits, withApply) {
+  if (!benefits || !benefits.length) return null;
+  const list = el('ul', { class: 'benefits' });
+  for (const b of benefits) {
+    const status = b.status === 'eligible' ? '看起來符合' : '可能符合，還需要確認';
+    const guideBtn = el('button', { type: 'button', class: 'citation' }, `${b.name}（${b.bureau}）`);
+    guideBtn.addEventListener('click', () => openGuide({ doc_id: b.benefit, title: b.name, section: b.section }, guideBtn));
+    const item = el('li', { class: 'benefit ' + b.status }, guideBtn, el('span', { class: 'benefit-status' }, status));
+    if (b.amount) item.append(el('p', { class: 'benefit-detail' }, '金額：' + b.amount));
+    if (b.missing && b.missing.length) item.append(el('p', { class: 'benefit-detail' }, '需要確認：' + b.missing.join('、')));
+    if (b.verify) item.append(el('p', { class: 'benefit-detail muted' }, '條件與金額以本市公告為準。'));
+    if (withApply && b.apply_form) {
+      item.append(el('a', { class: 'benefit-apply', href: '/apply?form=' + encodeURIComponent(b.apply_form) }, '線上申請（可用 MyData 帶入資料）'));
+    }
+    list.append(item);
+  }
+  // Residents read 「您」; agents read about the caller.
+  const title = withApply ? '您可能可以申請' : '來電者可能可以申請';
+  return el('section', { class: 'benefits-box', 'aria-label': title },
+    el('p', { class: 'benefits-title' }, title), list);
+}

@@ -44,7 +44,7 @@ pub fn run(app: &App, a: &BenefitsArgs) -> anyhow::Result<Value> {
         .enumerate()
         .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("line {}", i + 1)))
         .collect::<anyhow::Result<_>>()?;
-    let book = knowledge::benefits::Rulebook::load(&app.settings.paths.benefits)?;
+    let book = app.benefit_rules()?;
     let extractor = app.extractor(false)?;
     let (mut wanted, mut found, mut absurd, mut absurd_free) = (0usize, 0usize, 0usize, 0usize);
     let (mut full, mut full_eligible, mut suggested_total) = (0usize, 0usize, 0usize);

@@ -47,6 +47,10 @@ pub struct Condition {
     /// young child, a student…): a benefit whose anchor is unknown is not suggested.
     #[serde(default)]
     pub anchor: bool,
+    /// A disqualifier the guide lists (已接受政府公費安置, 已住社會住宅): it rules a person out
+    /// only when they said so; unknown, it is left to the office to confirm and not asked.
+    #[serde(default)]
+    pub exclusion: bool,
     /// The guide section the condition comes from.
     #[serde(default)]
     pub section: Option<String>,

@@ -4,25 +4,6 @@ use std::process::ExitCode;
 
 use crate::app::App;
 
-/// Today as ISO `YYYY-MM-DD` (UTC).
-fn today_iso() -> String {
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or_default() as i64;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 /// `assistant benefits`.
 pub(super) fn benefits_cmd(
     app: &App,
@@ -31,9 +12,9 @@ pub(super) fn benefits_cmd(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     use crate::eligibility::{facts_from_text, suggest, Status};
-    let on = on.unwrap_or_else(today_iso);
+    let on = on.unwrap_or_else(crate::eligibility::today);
     let extractor = app.extractor(false)?;
-    let book = knowledge::benefits::Rulebook::load(&app.settings.paths.benefits)?;
+    let book = app.benefit_rules()?;
     let (facts, _) = facts_from_text(text, &extractor, &on);
     let found = suggest(&book, &facts, &on);
     if json {

@@ -243,6 +243,11 @@ pub fn assess(book: &Rulebook, b: &Benefit, facts: &Facts, on: &str) -> Assessme
                             reason: c.fail.clone(),
                         });
                     }
+                    Outcome::Unknown if c.exclusion => checks.push(Check {
+                        fact,
+                        outcome,
+                        reason: format!("送件時確認：{}", c.pass),
+                    }),
                     Outcome::Unknown => {
                         any_unknown = true;
                         let names: Vec<String> = miss.iter().map(|m| label(m)).collect();
@@ -400,6 +405,121 @@ pub fn suggest(book: &Rulebook, facts: &Facts, on: &str) -> Vec<Assessment> {
         )
     });
     out
+}
+
+/// Today in Taiwan (UTC+8) as ISO `YYYY-MM-DD`: the date benefits are assessed on.
+pub fn today() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_secs() + 8 * 3600) / 86_400)
+        .unwrap_or_default() as i64;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Benefits offered at most at once (「您可能可以申請」).
+const MAX_OFFERED: usize = 5;
+
+/// A benefit offered to a resident who described their situation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Offered {
+    /// The benefit id, which is its guide's id (for the citation).
+    pub benefit: String,
+    pub name: String,
+    pub bureau: String,
+    pub status: Status,
+    /// 「每月（新臺幣元）8,329」, or the guide's own words on amounts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
+    /// What is still needed to tell (zh-TW), at most three.
+    pub missing: Vec<String>,
+    /// The guide section the conditions come from (where the citation opens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
+    /// The online application with MyData pre-fill, when the benefit has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apply_form: Option<String>,
+    /// Conditions and amounts still to be confirmed against the city's announcement.
+    pub verify: bool,
+}
+
+/// A direct ask for what one can apply for.
+fn asks_for_benefits(text: &str) -> bool {
+    static ASK: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    ASK.get_or_init(|| {
+        regex::Regex::new(
+            r"((可以|能|可|該)(申請|領|辦)(什麼|哪些|甚麼)|有(什麼|哪些|沒有)[^，。？?]{0,6}(補助|福利|津貼|可以申請|可以領|資源)|符合(什麼|哪些)|什麼補助|哪些補助)",
+        )
+        .expect("the ask pattern compiles")
+    })
+    .is_match(text)
+}
+
+fn number_with_commas(n: u32) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What to offer a resident who described themself (「我今年67歲，一個人住在臺北市，是中低收入戶」):
+/// nothing for a plain question; the suggestions when the message says at least two things
+/// about the person, or one with a direct ask (「可以申請什麼」). `forms` are the application
+/// forms (a benefit links to its form when that form pre-fills from MyData).
+pub fn offer(
+    book: &Rulebook,
+    forms: &[knowledge::FormSchema],
+    facts: &Facts,
+    heard: &speech::Heard,
+    text: &str,
+    on: &str,
+) -> Vec<Offered> {
+    let said = heard.said.len();
+    if said < 2 && !(said >= 1 && asks_for_benefits(text)) {
+        return Vec::new();
+    }
+    suggest(book, facts, on)
+        .into_iter()
+        .take(MAX_OFFERED)
+        .filter_map(|a| {
+            let rule = book.benefits.iter().find(|b| b.id == a.benefit)?;
+            let amount = match (a.amount, &a.unit) {
+                (Some(n), Some(u)) if n > 0 => Some(format!("{u}{}", number_with_commas(n))),
+                (Some(n), None) if n > 0 => Some(format!("新臺幣{}元", number_with_commas(n))),
+                _ => a.amount_text.clone(),
+            };
+            let section = rule.conditions.iter().find_map(|c| c.section.clone());
+            let apply_form = rule
+                .form
+                .clone()
+                .filter(|f| forms.iter().any(|s| &s.name == f && !s.mydata.is_empty()));
+            Some(Offered {
+                benefit: a.benefit,
+                name: a.name,
+                bureau: a.bureau,
+                status: a.status,
+                amount,
+                missing: a.missing,
+                section,
+                apply_form,
+                verify: a.verify,
+            })
+        })
+        .collect()
 }
 
 /// The officer's decision aid for one application.

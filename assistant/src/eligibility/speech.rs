@@ -403,7 +403,11 @@ fn children(t: &str, month: u32, h: &mut Heard) {
         h.set("child.has_preschooler", Fact::Bool(true), &ev);
     } else if let Some(m) = re(r"(讀幼兒園|上幼兒園|念幼兒園|幼兒園[大中小]班|讀大班|讀中班|讀小班)").find(t) {
         let b = &t[..m.start()];
-        if !(b.ends_with("沒") || b.ends_with("還沒") || b.ends_with("沒有")) {
+        // 「大女兒6歲讀大班」: the age said decides.
+        let aged = clauses(t)
+            .iter()
+            .any(|(at, c)| *at <= m.start() && m.start() < at + c.len() && any_age().is_match(c));
+        if !(b.ends_with("沒") || b.ends_with("還沒") || b.ends_with("沒有") || aged) {
             h.set("child.has_preschooler", Fact::Bool(true), m.as_str());
         }
     }
@@ -555,6 +559,12 @@ fn household(t: &str, city_names: &[String], h: &mut Heard) {
             h.set("household_status", Fact::Text("一般".into()), m.as_str());
         }
     }
+    // A 12% or higher income-tax bracket is above the low and middle-low income lines.
+    if !h.has("household_status") {
+        if let Some(m) = re(r"稅率[^0-9]{0,4}(?:12|20|30|40)%").find(t) {
+            h.set("household_status", Fact::Text("一般".into()), m.as_str());
+        }
+    }
     if let Some(m) = re(r"(一個人住|獨居|自己一個人住|自己住|一人獨居)").find(t) {
         h.set("elder.lives_alone", Fact::Bool(true), m.as_str());
     }
@@ -652,6 +662,9 @@ fn situation(t: &str, h: &mut Heard) {
                 h.set("care.cms_level", Fact::Num(n), &c[0]);
             }
         }
+    }
+    if let Some(m) = re(r"(政府全額補助|公費安置|公費收容|政府安置|政府出錢安置)").find(t) {
+        h.set("elder.state_placed", Fact::Bool(true), m.as_str());
     }
     if let Some(m) = re(r"(假牙|牙齒掉|缺牙|沒牙|牙齒都沒|牙齒不好|咬不動)").find(t) {
         h.set("elder.needs_dentures", Fact::Bool(true), m.as_str());

@@ -86,6 +86,7 @@ pub async fn assist(
 pub(super) async fn analyse_call(state: &AppState, text: String) -> ApiResult<serde_json::Value> {
     let kb = state.kb.clone().read_owned().await;
     let answerer = state.answerer(kb.retriever.clone(), None);
+    let call = text.clone();
     let a = intake::assist(
         &answerer,
         state.extractor.clone(),
@@ -94,10 +95,25 @@ pub(super) async fn analyse_call(state: &AppState, text: String) -> ApiResult<se
     )
     .await
     .map_err(ApiError::internal)?;
+    // What the caller appears eligible for, from everything said so far.
+    let benefits = if a.alert.is_none() {
+        let st = state.benefits.clone();
+        let extractor = state.extractor.clone();
+        tokio::task::spawn_blocking(move || {
+            let on = crate::eligibility::today();
+            let (facts, heard) = crate::eligibility::facts_from_text(&call, &extractor, &on);
+            crate::eligibility::offer(&st, extractor.forms(), &facts, &heard, &call, &on)
+        })
+        .await
+        .map_err(ApiError::internal)?
+    } else {
+        Vec::new()
+    };
     Ok(serde_json::json!({
         "answer": answer_view(&a.answer),
         "case": a.case,
         "alert": a.alert,
+        "benefits": benefits,
     }))
 }
 

@@ -63,6 +63,9 @@ struct Final<'a> {
     #[serde(flatten)]
     answer: serde_json::Value,
     follow_ups: Vec<String>,
+    /// 「您可能可以申請」: benefits for a resident who described their situation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    benefits: Vec<crate::eligibility::Offered>,
     llm_status: &'a str,
     conversation_id: &'a str,
 }
@@ -189,6 +192,20 @@ pub(super) fn llm_status(initial: &'static str, a: &Answer) -> &'static str {
     }
 }
 
+/// The benefits to offer for what a resident (or caller) said about themself.
+pub(super) fn offered(state: &AppState, text: &str) -> Vec<crate::eligibility::Offered> {
+    let on = crate::eligibility::today();
+    let (facts, heard) = crate::eligibility::facts_from_text(text, &state.extractor, &on);
+    crate::eligibility::offer(
+        &state.benefits,
+        state.extractor.forms(),
+        &facts,
+        &heard,
+        text,
+        &on,
+    )
+}
+
 async fn run_chat(
     state: &Arc<AppState>,
     session: &str,
@@ -229,7 +246,15 @@ async fn run_chat(
         );
         tokio::task::spawn_blocking(move || save_conversation(&st, &session, &id, &conv)).await??;
     }
+    // No benefit list under an emergency or a refusal.
+    let benefits = if a.alert.is_none() && a.kind != crate::answer::AnswerKind::Refused {
+        let (st, text) = (state.clone(), msg.to_string());
+        tokio::task::spawn_blocking(move || offered(&st, &text)).await?
+    } else {
+        Vec::new()
+    };
     let fin = Final {
+        benefits,
         follow_ups: crate::answer::chat::follow_ups(&kb.retriever, &a),
         answer: answer_view(&a),
         llm_status: llm_status(initial, &a),

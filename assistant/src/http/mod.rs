@@ -69,6 +69,8 @@ pub struct AppState {
     pub entities: Vec<String>,
     /// (name, guide id) for the guides' titles and aliases.
     pub names: Vec<(String, String)>,
+    /// The benefit rules (「您可能可以申請」 in the chat and the console).
+    pub benefits: Arc<knowledge::benefits::Rulebook>,
 
     pub db: Db,
     pub secret: Vec<u8>,
@@ -106,6 +108,7 @@ pub struct Parts {
     pub triage: Option<Arc<Triage>>,
     pub entities: Vec<String>,
     pub names: Vec<(String, String)>,
+    pub benefits: Arc<knowledge::benefits::Rulebook>,
     pub db: Db,
     pub secret: Vec<u8>,
     pub mydata: Option<MyDataClient>,
@@ -151,6 +154,7 @@ impl AppState {
             triage: p.triage,
             entities: p.entities,
             names: p.names,
+            benefits: p.benefits,
             db: p.db,
             secret: p.secret,
             mydata,

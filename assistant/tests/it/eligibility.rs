@@ -275,3 +275,99 @@ fn prefill_keeps_only_the_form_fields_with_their_provenance() {
     assert_eq!(p["elder.birth_date"].value, "1950-03-02");
     assert_eq!(p["elder.address"].value, "臺北市士林區中正路200號5樓");
 }
+
+#[test]
+fn a_senior_living_alone_on_low_income_is_offered_the_senior_benefits_and_nothing_for_children() {
+    let w = world();
+    let extractor = crate::bundled_extractor();
+    let text = "我今年67歲，一個人住在臺北市，是中低收入戶，想知道可以申請什麼";
+    let (facts, heard) = assistant::eligibility::facts_from_text(text, &extractor, TODAY);
+    let found = suggest(&w.book, &facts, TODAY);
+    let status = |id: &str| found.iter().find(|a| a.benefit == id).map(|a| a.status);
+    for id in [
+        "senior-card",
+        "double-ninth-senior-gift",
+        "senior-living-allowance",
+        "low-income-health-insurance-subsidy",
+        "senior-health-checkup",
+    ] {
+        assert_eq!(status(id), Some(Status::Eligible), "{id}: {found:#?}");
+    }
+    let allowance = found
+        .iter()
+        .find(|a| a.benefit == "senior-living-allowance")
+        .unwrap();
+    assert!(allowance.amount.is_some_and(|n| n > 0), "{allowance:?}");
+    assert!(
+        !found.iter().any(|a| a.benefit.contains("child")
+            || a.benefit.contains("student")
+            || a.benefit.contains("tuition")
+            || a.benefit.contains("birth")
+            || a.benefit.contains("preschool")),
+        "{found:#?}"
+    );
+    // Facts the resident gave are never asked again.
+    for a in &found {
+        assert!(
+            !a.missing
+                .iter()
+                .any(|m| m.contains("設籍") || m.contains("年齡") || m.contains("經濟身分")),
+            "{a:?}"
+        );
+    }
+    // Offered in the chat (a self-description with an ask), at most five, eligible first.
+    let offered = assistant::eligibility::offer(
+        &w.book,
+        extractor.forms(),
+        &facts,
+        &heard,
+        text,
+        TODAY,
+    );
+    assert!(!offered.is_empty() && offered.len() <= 5, "{offered:?}");
+    assert_eq!(offered[0].status, Status::Eligible);
+    // A plain question about a service offers nothing.
+    let q = "敬老卡要帶什麼證件？";
+    let (facts, heard) = assistant::eligibility::facts_from_text(q, &extractor, TODAY);
+    assert!(assistant::eligibility::offer(&w.book, extractor.forms(), &facts, &heard, q, TODAY)
+        .is_empty());
+}
+
+#[test]
+fn every_benefit_guide_has_a_rule_and_every_rule_its_guide() {
+    let root = crate::repo_root();
+    let book = Rulebook::load(&root.join("corpus/benefits")).unwrap();
+    let loaded =
+        knowledge::load_path(&root.join("corpus/guides"), &knowledge::LoadOptions::default())
+            .unwrap();
+    // The guides' categories of benefits one applies for (not reports or general services).
+    const BENEFIT_CATEGORIES: &[&str] = &[
+        "老人福利",
+        "兒童及少年福利",
+        "身心障礙福利",
+        "社會救助",
+        "長期照顧",
+        "教育",
+        "衛生保健",
+        "住宅",
+    ];
+    let without_rule: Vec<&str> = loaded
+        .documents
+        .iter()
+        .map(|d| &d.document)
+        .filter(|d| {
+            d.category
+                .as_deref()
+                .is_some_and(|c| BENEFIT_CATEGORIES.contains(&c))
+        })
+        .filter(|d| !book.benefits.iter().any(|b| b.id == d.id))
+        .map(|d| d.id.as_str())
+        .collect();
+    assert!(without_rule.is_empty(), "guides without a rule: {without_rule:?}");
+    let ids: Vec<String> = loaded.documents.iter().map(|d| d.document.id.clone()).collect();
+    book.check_guides(&ids).unwrap();
+    assert!(book.benefits.len() >= 27, "{}", book.benefits.len());
+    // A rule naming no guide is refused with the fix.
+    let err = book.check_guides(&ids[..1]).unwrap_err();
+    assert!(err.contains("corpus/guides/"), "{err}");
+}

@@ -56,6 +56,8 @@ pub(crate) fn start_full(
     let dir = tempfile::tempdir().unwrap();
     let mut settings = ServerSettings {
         uploads_dir: dir.path().join("uploads"),
+        // The tests that pass a model exercise its streaming and checking.
+        chat_llm: llm.is_some(),
         ..ServerSettings::default()
     };
     tweak(&mut settings);
@@ -98,6 +100,9 @@ pub(crate) fn start_full(
                 )),
                 entities: Vec::new(),
                 names: Vec::new(),
+                benefits: Arc::new(
+                    knowledge::benefits::Rulebook::load(&root.join("corpus/benefits")).unwrap(),
+                ),
                 db,
                 secret: b"test-secret-test-secret-test-secret".to_vec(),
                 mydata,
@@ -222,6 +227,37 @@ fn chat_streams_the_draft_tokens_and_final_answer_with_citations_and_follows_up(
     );
     let ev = events(&r.body);
     assert_ne!(ev[0].1["conversation_id"], conv.as_str());
+
+    // A plain question gets no benefit list; a resident describing their situation does,
+    // each with its guide and, where the form pre-fills from MyData, the application.
+    assert!(fin.get("benefits").is_none(), "{fin}");
+    let r = b.post(
+        "/api/chat",
+        &json!({"message": "我今年67歲，一個人住在臺北市，是中低收入戶，想知道可以申請什麼"}),
+    );
+    let ev = events(&r.body);
+    let fin = &ev.last().unwrap().1;
+    let offered: Vec<&str> = fin["benefits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{fin}"))
+        .iter()
+        .map(|b| b["benefit"].as_str().unwrap())
+        .collect();
+    assert!(offered.contains(&"senior-card"), "{offered:?}");
+    assert!(offered.contains(&"senior-living-allowance"), "{offered:?}");
+    assert!(
+        !offered.iter().any(|b| b.starts_with("childcare") || b.contains("student")),
+        "{offered:?}"
+    );
+    let card = fin["benefits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["benefit"] == "senior-card")
+        .unwrap();
+    assert_eq!(card["status"], "eligible");
+    assert_eq!(card["apply_form"], "senior_card");
+    assert_eq!(b.get("/api/guides/senior-card").status, 200);
 
     // Hand-off flags the conversation for agents.
     let r = b.post("/api/handoff", &json!({"conversation_id": conv}));
