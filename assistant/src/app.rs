@@ -105,9 +105,8 @@ impl App {
             .iter()
             .map(|d| d.document.id.clone())
             .collect();
-        book.check_guides(&ids).map_err(|e| {
-            anyhow::anyhow!("{e} (in {})", self.settings.paths.benefits.display())
-        })?;
+        book.check_guides(&ids)
+            .map_err(|e| anyhow::anyhow!("{e} (in {})", self.settings.paths.benefits.display()))?;
         Ok(Arc::new(book))
     }
 

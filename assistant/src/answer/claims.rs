@@ -304,7 +304,9 @@ pub fn check(
                 .collect();
             if !asked.is_empty()
                 && !named.is_empty()
-                && !named.iter().any(|n| asked.iter().any(|a| a == n || a.contains(n.as_str())))
+                && !named
+                    .iter()
+                    .any(|n| asked.iter().any(|a| a == n || a.contains(n.as_str())))
             {
                 return reject(format!("about 「{}」, not what was asked", named[0]));
             }
@@ -357,7 +359,12 @@ fn named_inside(e: &str, text: &str, entities: &[String]) -> bool {
         .map(|x| knowledge::text::fold_for_matching(x))
         .filter(|x| x.len() > e.len() && x.contains(e) && text.contains(x.as_str()))
         .collect();
-    !longer.is_empty() && text.matches(e).count() <= longer.iter().map(|l| text.matches(l.as_str()).count()).sum::<usize>()
+    !longer.is_empty()
+        && text.matches(e).count()
+            <= longer
+                .iter()
+                .map(|l| text.matches(l.as_str()).count())
+                .sum::<usize>()
 }
 
 #[cfg(test)]

@@ -1254,7 +1254,9 @@ pub fn entities<'a>(docs: impl Iterator<Item = &'a knowledge::Document>) -> Vec<
 }
 
 /// (name, guide id) for every guide's title (before any 「（」) and aliases.
-pub fn guide_names<'a>(docs: impl Iterator<Item = &'a knowledge::Document>) -> Vec<(String, String)> {
+pub fn guide_names<'a>(
+    docs: impl Iterator<Item = &'a knowledge::Document>,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for d in docs {
         let base = d.title.split(['（', '(']).next().unwrap_or_default().trim();

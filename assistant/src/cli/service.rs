@@ -3,9 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use models::assets::{
-    AssetCache, AssetState, PackageSource, SetupOutcome, ALL, OPTIONAL_LLMS,
-};
+use models::assets::{AssetCache, AssetState, PackageSource, SetupOutcome, ALL, OPTIONAL_LLMS};
 
 use crate::app::App;
 use crate::config::Settings;

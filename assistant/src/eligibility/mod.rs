@@ -308,6 +308,9 @@ pub fn assess(book: &Rulebook, b: &Benefit, facts: &Facts, on: &str) -> Assessme
     }
     let mut seen = std::collections::BTreeSet::new();
     missing.retain(|m| seen.insert(m.clone()));
+    // Alternatives passing with the same words read once.
+    let mut said = std::collections::BTreeSet::new();
+    checks.retain(|c| said.insert(c.reason.clone()));
     let status = if any_fail {
         Status::NotEligible
     } else if any_unknown {
@@ -363,9 +366,10 @@ pub fn assess(book: &Rulebook, b: &Benefit, facts: &Facts, on: &str) -> Assessme
 fn in_target_group(b: &Benefit, facts: &Facts) -> bool {
     let anchors: Vec<&Condition> = b.conditions.iter().filter(|c| c.anchor).collect();
     if anchors.is_empty() {
-        return b.conditions.iter().any(|c| {
-            !c.fact.ends_with("resident_here") && evaluate(c, facts).0 == Outcome::Pass
-        });
+        return b
+            .conditions
+            .iter()
+            .any(|c| !c.fact.ends_with("resident_here") && evaluate(c, facts).0 == Outcome::Pass);
     }
     let mut groups: BTreeMap<&str, bool> = BTreeMap::new();
     for c in anchors {
@@ -587,6 +591,9 @@ pub fn facts_from_text(
     let year = on.get(..4).and_then(|y| y.parse().ok()).unwrap_or(2026);
     let month = on.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);
     let heard = speech::hear(text, cities, (year, month));
+    for k in &heard.asked {
+        facts.0.remove(k);
+    }
     for (k, v) in heard.facts().0 {
         facts.set(&k, v);
     }

@@ -25,6 +25,9 @@ pub struct Said {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Heard {
     pub said: Vec<Said>,
+    /// Facts the person asked about rather than stated (「不知道我們算不算中低收入戶」): unknown,
+    /// whatever another reader made of the words.
+    pub asked: Vec<String>,
 }
 
 impl Heard {
@@ -85,7 +88,10 @@ pattern!(
     clause_age,
     &format!(r"^(?:今年|現在|目前)?(?:已經)?(?:剛滿|滿)?{NUM}(?:多)?歲")
 );
-pattern!(self_nearly, &format!(r"我?(?:今年|現在)?快要?{NUM}(?:歲|了)"));
+pattern!(
+    self_nearly,
+    &format!(r"我?(?:今年|現在)?快要?{NUM}(?:歲|了)")
+);
 pattern!(
     roc_birth,
     r"(?:民國|民国)?([0-9]{2,3}|[一二三四五六七八九十]{2,4})年(?:次|生|出生)"
@@ -106,7 +112,10 @@ pattern!(
     expecting,
     r"(懷孕|懷了|有孕|預產期|(?:下個|下|這個|[一二兩三四五六七八九1-9])個?月(?:就要|要|會)?生|快生了|即將生產|懷胎)"
 );
-pattern!(newborn, r"(剛出生|剛生|剛生完|剛生產|新生兒|坐月子|生完小孩)");
+pattern!(
+    newborn,
+    r"(剛出生|剛生|剛生完|剛生產|新生兒|坐月子|生完小孩)"
+);
 pattern!(
     born_last_month,
     r"(上個月|上個禮拜|上禮拜|上週|前幾天|這個月|最近)(?:剛)?(?:生了|生下|出生|生完|剛出生)"
@@ -121,19 +130,15 @@ pattern!(
 );
 /// Words for a child, whose ages are children's ages in the clause that names them and the
 /// clause right after (「兩個小孩，6歲和2歲」).
-const CHILD_WORDS: &[&str] = &["小孩", "孩子", "兒子", "女兒", "寶寶", "老大", "老二", "老三", "老麼", "孫子", "孫女", "嬰兒"];
-pattern!(
-    any_age,
-    &format!(r"{NUM}(歲半|歲|個月大|個月|個多月)")
-);
+const CHILD_WORDS: &[&str] = &[
+    "小孩", "孩子", "兒子", "女兒", "寶寶", "老大", "老二", "老三", "老麼", "孫子", "孫女", "嬰兒",
+];
+pattern!(any_age, &format!(r"{NUM}(歲半|歲|個月大|個月|個多月)"));
 pattern!(
     child_count,
     r"([一二兩三四五六1-6])個(?:小孩|孩子|子女|兒女)"
 );
-pattern!(
-    birth_order,
-    r"第([一二三四五六1-6])(?:胎|個小孩|個孩子)"
-);
+pattern!(birth_order, r"第([一二三四五六1-6])(?:胎|個小孩|個孩子)");
 pattern!(
     student,
     r"(國小|小學|國中|初中|高中|高職|五專|高級中等|大學|大專|科大|研究所|碩士班|博士班|大[一二三四]|國[一二三]|高[一二三]|小[一二三四五六])"
@@ -142,10 +147,7 @@ pattern!(
     disability,
     r"(極重度|重度|中度|輕度)(?:的)?[^，。,；]{0,6}?(?:障|殘|身心障礙)|(?:身障|身心障礙|殘障)(?:證明|手冊)?(?:上)?(?:是|為|寫)?(極重度|重度|中度|輕度)"
 );
-pattern!(
-    certificate,
-    r"(身障證明|身心障礙證明|身障手冊|殘障手冊)"
-);
+pattern!(certificate, r"(身障證明|身心障礙證明|身障手冊|殘障手冊)");
 pattern!(
     care_need,
     r"(中風|臥床|失智|失能|癱瘓|坐輪椅|行動不便|需要人照顧|要人照顧|洗澡.{0,6}要人|包尿布|插管|鼻胃管|漸凍|走路[^，。,]{0,4}不穩|忘東忘西|腦性麻痺|不能動|發展遲緩|截肢)"
@@ -197,7 +199,10 @@ fn clauses(t: &str) -> Vec<(usize, &str)> {
     let mut out = Vec::new();
     let mut start = 0;
     for (i, c) in t.char_indices() {
-        if matches!(c, '，' | '。' | ',' | '；' | ';' | '！' | '!' | '？' | '?' | '、') {
+        if matches!(
+            c,
+            '，' | '。' | ',' | '；' | ';' | '！' | '!' | '？' | '?' | '、'
+        ) {
             if i > start {
                 out.push((start, &t[start..i]));
             }
@@ -306,7 +311,11 @@ fn ages(t: &str, year: i32, h: &mut Heard) {
         }
         for c in child_age().captures_iter(t) {
             if let (Some(n), Some(m)) = (number(&c[2]), c.get(0)) {
-                said.push((months_of(n, &c[3]) / 12.0, m.start(), m.as_str().to_string()));
+                said.push((
+                    months_of(n, &c[3]) / 12.0,
+                    m.start(),
+                    m.as_str().to_string(),
+                ));
             }
         }
         if let Some((age, ev)) = &own {
@@ -373,7 +382,11 @@ fn children(t: &str, month: u32, h: &mut Heard) {
         youngest = Some((0.0, m.as_str().to_string()));
     }
     if let Some(c) = born_last_month().captures(t) {
-        let m = if c[1].starts_with('上') && c[1].contains('月') { 1.0 } else { 0.0 };
+        let m = if c[1].starts_with('上') && c[1].contains('月') {
+            1.0
+        } else {
+            0.0
+        };
         youngest = Some((m, c[0].to_string()));
     }
     if let Some(c) = born_in_month().captures(t) {
@@ -401,7 +414,9 @@ fn children(t: &str, month: u32, h: &mut Heard) {
     // Any child of preschool age (2 to 6), not only the youngest: 「兒子3歲、女兒8個月」.
     if let Some(ev) = preschooler {
         h.set("child.has_preschooler", Fact::Bool(true), &ev);
-    } else if let Some(m) = re(r"(讀幼兒園|上幼兒園|念幼兒園|幼兒園[大中小]班|讀大班|讀中班|讀小班)").find(t) {
+    } else if let Some(m) =
+        re(r"(讀幼兒園|上幼兒園|念幼兒園|幼兒園[大中小]班|讀大班|讀中班|讀小班)").find(t)
+    {
         let b = &t[..m.start()];
         // 「大女兒6歲讀大班」: the age said decides.
         let aged = clauses(t)
@@ -425,8 +440,15 @@ fn children(t: &str, month: u32, h: &mut Heard) {
             _ => "3+",
         };
         h.set("child.birth_order_group", Fact::Text(group.into()), &ev);
-    } else if let Some(m) = re(r"(獨子|獨生女|獨生子|就一個(?:小孩|孩子)|就她一個|就他一個|第一個孩子|第一個小孩)").find(t) {
-        h.set("child.birth_order_group", Fact::Text("1".into()), m.as_str());
+    } else if let Some(m) =
+        re(r"(獨子|獨生女|獨生子|就一個(?:小孩|孩子)|就她一個|就他一個|第一個孩子|第一個小孩)")
+            .find(t)
+    {
+        h.set(
+            "child.birth_order_group",
+            Fact::Text("1".into()),
+            m.as_str(),
+        );
     }
     let setting = [
         ("準公共", "準公共"),
@@ -441,7 +463,8 @@ fn children(t: &str, month: u32, h: &mut Heard) {
         ("奶奶帶", "家中"),
     ];
     // The most specific setting said (準公共 before 保母); 「還沒上幼兒園」 is at home.
-    if let Some(m) = re(r"(還沒上|沒有上|沒上|還沒讀|沒讀)(?:幼兒園|托嬰|保母)").find(t) {
+    if let Some(m) = re(r"(還沒上|沒有上|沒上|還沒讀|沒讀)(?:幼兒園|托嬰|保母)").find(t)
+    {
         h.set("child.care_setting", Fact::Text("家中".into()), m.as_str());
     } else if let Some((w, v)) = setting.iter().find(|(w, v)| {
         // A baby under 2 is not in kindergarten; that is an older sibling's.
@@ -474,9 +497,17 @@ fn children(t: &str, month: u32, h: &mut Heard) {
         h.set("student.level", Fact::Text(name.into()), &ev);
     }
     if let Some(m) = re(r"(沒有|沒|不是|沒在)(?:請|領)?(?:育嬰|留職停薪)").find(t) {
-        h.set("applicant.parental_leave_allowance", Fact::Bool(false), m.as_str());
+        h.set(
+            "applicant.parental_leave_allowance",
+            Fact::Bool(false),
+            m.as_str(),
+        );
     } else if let Some(m) = re(r"(育嬰留停|育嬰假|育嬰津貼|留職停薪)").find(t) {
-        h.set("applicant.parental_leave_allowance", Fact::Bool(true), m.as_str());
+        h.set(
+            "applicant.parental_leave_allowance",
+            Fact::Bool(true),
+            m.as_str(),
+        );
     }
 }
 
@@ -496,11 +527,15 @@ fn household(t: &str, city_names: &[String], h: &mut Heard) {
     };
     // Where the household registration is, said outright, wins over where one lives.
     let mut registered: Option<(bool, String)> = None;
-    if let Some(m) = re(r"(還沒遷戶籍|沒有遷戶籍|戶籍(?:還)?沒(?:有)?遷|戶籍不在|還沒遷過來|戶籍還沒遷)").find(t) {
+    if let Some(m) =
+        re(r"(還沒遷戶籍|沒有遷戶籍|戶籍(?:還)?沒(?:有)?遷|戶籍不在|還沒遷過來|戶籍還沒遷)").find(t)
+    {
         registered = Some((false, m.as_str().to_string()));
     }
     if registered.is_none() {
-        for m in re(r"(?:戶籍|設籍)(?:也還|都還|剛遷來|剛遷到|遷來|遷到|也|都|還)?(?:在|設在|是)?").find_iter(t) {
+        for m in re(r"(?:戶籍|設籍)(?:也還|都還|剛遷來|剛遷到|遷來|遷到|也|都|還)?(?:在|設在|是)?")
+            .find_iter(t)
+        {
             let after = &t[m.end()..];
             if after.is_empty() {
                 continue;
@@ -539,7 +574,12 @@ fn household(t: &str, city_names: &[String], h: &mut Heard) {
         let negated = not_listed.is_match(&t[from..m.end()])
             || before.ends_with("不是")
             || before.ends_with("沒有");
-        if negated {
+        // 「不知道我們算不算中低收入戶」「想申請低收入戶」 ask about a status, not state one.
+        let asked = re(r"(算不算|是不是|是否|能不能|可不可以|可以|有沒有資格|想|要)(?:申請|辦|當|算|成為)?(?:為)?$")
+            .is_match(&t[from..m.start()]);
+        if asked && !negated {
+            h.asked.push("household_status".into());
+        } else if negated {
             h.set("household_status", Fact::Text("一般".into()), m.as_str());
         } else {
             let v = if m.as_str().starts_with('中') {
@@ -565,11 +605,13 @@ fn household(t: &str, city_names: &[String], h: &mut Heard) {
             h.set("household_status", Fact::Text("一般".into()), m.as_str());
         }
     }
-    if let Some(m) = re(r"(一個人住|獨居|自己一個人住|自己住|一人獨居)").find(t) {
+    if let Some(m) = re(r"(一個人住|獨居|自己一個人住|自己住|一人獨居)").find(t)
+    {
         h.set("elder.lives_alone", Fact::Bool(true), m.as_str());
     }
     // Renting (not 「出租」, letting one's own place).
-    let renting = re(r"(房租|分租|跟房東|付租金|租約|租(?:房|屋|的|一間|了一間|套房|雅房|公寓|金))");
+    let renting =
+        re(r"(房租|分租|跟房東|付租金|租約|租(?:房|屋|的|一間|了一間|套房|雅房|公寓|金))");
     if let Some(m) = renting
         .find_iter(t)
         .find(|m| char_before(t, m.start()) != Some('出'))
@@ -578,7 +620,8 @@ fn household(t: &str, city_names: &[String], h: &mut Heard) {
         h.set("household.owns_home", Fact::Bool(false), m.as_str());
     }
     let owns_none = re(r"(沒有(?:自己的)?(?:房子|房產|自有住宅)|無自有住宅|沒房子|名下都沒有房)");
-    let owns = re(r"(自己的房子|自有住宅|有房子|買了房|房子是[^，。,]{0,4}自己的|名下有房|住在自己)");
+    let owns =
+        re(r"(自己的房子|自有住宅|有房子|買了房|房子是[^，。,]{0,4}自己的|名下有房|住在自己)");
     if let Some(m) = owns_none.find(t) {
         h.set("household.owns_home", Fact::Bool(false), m.as_str());
     } else if let Some(m) = owns.find_iter(t).find(|m| {
@@ -598,18 +641,32 @@ fn household(t: &str, city_names: &[String], h: &mut Heard) {
         h.set("elder.indigenous", Fact::Bool(!negated), m.as_str());
     }
     // A written lease (a rent subsidy needs one) and social housing (no rent subsidy on top).
-    if let Some(m) = re(r"(沒有簽約|沒簽約|沒有租約|沒有簽租約|不願意簽約|不肯簽約|不簽約|沒有合約)").find(t) {
+    if let Some(m) =
+        re(r"(沒有簽約|沒簽約|沒有租約|沒有簽租約|不願意簽約|不肯簽約|不簽約|沒有合約)").find(t)
+    {
         h.set("applicant.has_lease", Fact::Bool(false), m.as_str());
-    } else if let Some(m) = re(r"(有租約|有簽約|簽租約|有正式租約|租賃契約|有簽合約|有簽租賃)").find(t) {
+    } else if let Some(m) =
+        re(r"(有租約|有簽約|簽租約|有正式租約|租賃契約|有簽合約|有簽租賃)").find(t)
+    {
         h.set("applicant.has_lease", Fact::Bool(true), m.as_str());
     }
-    if let Some(m) = re(r"(住在[^，。,]{0,6}社會住宅|住社宅|住在社宅|住在[^，。,]{0,6}社宅)").find(t) {
+    if let Some(m) =
+        re(r"(住在[^，。,]{0,6}社會住宅|住社宅|住在社宅|住在[^，。,]{0,6}社宅)").find(t)
+    {
         h.set("applicant.in_social_housing", Fact::Bool(true), m.as_str());
         h.set("applicant.renting", Fact::Bool(true), m.as_str());
     }
     // Working or studying in the city (social housing takes those not registered here).
-    if let Some(m) = re(r"(?:在本市|在這裡|在這邊|來本市|來這裡)[^，。,]{0,8}(?:上班|工作|就業|讀書|念書|就學|當)").find(t) {
-        h.set("applicant.works_or_studies_here", Fact::Bool(true), m.as_str());
+    if let Some(m) = re(
+        r"(?:在本市|在這裡|在這邊|來本市|來這裡)[^，。,]{0,8}(?:上班|工作|就業|讀書|念書|就學|當)",
+    )
+    .find(t)
+    {
+        h.set(
+            "applicant.works_or_studies_here",
+            Fact::Bool(true),
+            m.as_str(),
+        );
     }
     // The car a disability parking permit would be for.
     if let Some(m) = re(r"(沒有車|沒車|沒有汽車|家裡沒有車|不會開車)").find(t) {
@@ -621,7 +678,11 @@ fn household(t: &str, city_names: &[String], h: &mut Heard) {
 
 fn situation(t: &str, h: &mut Heard) {
     if let Some(c) = disability().captures(t) {
-        let level = c.get(1).or(c.get(2)).map(|m| m.as_str()).unwrap_or_default();
+        let level = c
+            .get(1)
+            .or(c.get(2))
+            .map(|m| m.as_str())
+            .unwrap_or_default();
         h.set(
             "disabled.disability_level",
             Fact::Text(level.to_string()),
@@ -633,7 +694,10 @@ fn situation(t: &str, h: &mut Heard) {
         while !t.is_char_boundary(from) {
             from += 1;
         }
-        if let Some(m) = re(r"(極重度|重度|中度|輕度)").find_iter(&t[from..cert.start()]).last() {
+        if let Some(m) = re(r"(極重度|重度|中度|輕度)")
+            .find_iter(&t[from..cert.start()])
+            .last()
+        {
             h.set(
                 "disabled.disability_level",
                 Fact::Text(m.as_str().to_string()),
@@ -649,7 +713,8 @@ fn situation(t: &str, h: &mut Heard) {
         h.set("care.needs_care", Fact::Bool(true), m.as_str());
     }
     // A hired carer (「家裡有請外籍看護」) is not a family caregiver; 「沒有請看護」 says nothing.
-    if let Some(m) = re(r"(請[^，。,]{0,3}(?:外籍)?看護|外籍看護|外勞在照顧|看護在照顧)").find(t) {
+    if let Some(m) = re(r"(請[^，。,]{0,3}(?:外籍)?看護|外籍看護|外勞在照顧|看護在照顧)").find(t)
+    {
         let b = &t[..m.start()];
         let family_too = re(r"(輪流照顧|也(?:會|要)?照顧)").is_match(t);
         if !(b.ends_with("沒有") || b.ends_with("沒") || b.ends_with("不") || family_too) {
@@ -663,30 +728,39 @@ fn situation(t: &str, h: &mut Heard) {
             }
         }
     }
-    if let Some(m) = re(r"(政府全額補助|公費安置|公費收容|政府安置|政府出錢安置)").find(t) {
+    if let Some(m) = re(r"(政府全額補助|公費安置|公費收容|政府安置|政府出錢安置)").find(t)
+    {
         h.set("elder.state_placed", Fact::Bool(true), m.as_str());
     }
-    if let Some(m) = re(r"(假牙|牙齒掉|缺牙|沒牙|牙齒都沒|牙齒不好|咬不動)").find(t) {
+    if let Some(m) = re(r"(假牙|牙齒掉|缺牙|沒牙|牙齒都沒|牙齒不好|咬不動)").find(t)
+    {
         h.set("elder.needs_dentures", Fact::Bool(true), m.as_str());
     }
-    if let Some(m) = re(r"(輪椅|助聽器|電動床|助行器|拐杖|氣墊床|輔具|便盆椅|移位機)").find(t) {
+    if let Some(m) = re(r"(輪椅|助聽器|電動床|助行器|拐杖|氣墊床|輔具|便盆椅|移位機)").find(t)
+    {
         h.set("need.assistive_device", Fact::Bool(true), m.as_str());
     }
     if let Some(m) = re(r"(扶手|無障礙|斜坡道|浴室改|門檻)").find(t) {
         h.set("need.home_accessibility", Fact::Bool(true), m.as_str());
     }
     // Work: the writer's own (「老婆在超市打工」 is someone else's).
-    let jobless = re(r"(失業|被資遣|被裁員|沒工作|找不到工作|沒有工作|公司[^，。,]{0,4}倒閉|被解僱|被開除|待業|沒上班|沒在上班|沒有上班|辭職|工作還沒找到)");
-    let working = re(r"(在上班|要上班|有上班|有工作|正職|全職|上班族|公司上班|上班|打工|當[^，。,]{1,6}(?:師|員|服)|在[^，。,]{1,6}當|月薪)");
+    let jobless = re(
+        r"(失業|被資遣|被裁員|沒工作|找不到工作|沒有工作|公司[^，。,]{0,4}倒閉|被解僱|被開除|待業|沒上班|沒在上班|沒有上班|辭職|工作還沒找到)",
+    );
+    let working = re(
+        r"(在上班|要上班|有上班|有工作|正職|全職|上班族|公司上班|上班|打工|當[^，。,]{1,6}(?:師|員|服)|在[^，。,]{1,6}當|月薪)",
+    );
     let someone_else = |at: usize| {
         let mut from = at.saturating_sub(12);
         while !t.is_char_boundary(from) {
             from += 1;
         }
         let before = &t[from..at];
-        ["老婆", "太太", "先生", "老公", "爸", "媽", "兒子", "女兒", "他", "她"]
-            .iter()
-            .any(|w| before.contains(w))
+        [
+            "老婆", "太太", "先生", "老公", "爸", "媽", "兒子", "女兒", "他", "她",
+        ]
+        .iter()
+        .any(|w| before.contains(w))
             && !before.contains('我')
     };
     if let Some(m) = jobless.find_iter(t).find(|m| !someone_else(m.start())) {
@@ -694,7 +768,8 @@ fn situation(t: &str, h: &mut Heard) {
     } else if let Some(m) = working.find_iter(t).find(|m| !someone_else(m.start())) {
         h.set("applicant.unemployed", Fact::Bool(false), m.as_str());
     }
-    if let Some(m) = re(r"(不能工作|無法工作|沒辦法工作|不能上班|無法上班|沒辦法出去工作)").find(t) {
+    if let Some(m) = re(r"(不能工作|無法工作|沒辦法工作|不能上班|無法上班|沒辦法出去工作)").find(t)
+    {
         h.set("applicant.able_to_work", Fact::Bool(false), m.as_str());
     } else if h.get("applicant.unemployed") == Some(&Fact::Bool(true)) {
         h.set("applicant.able_to_work", Fact::Bool(true), "失業");
@@ -703,11 +778,18 @@ fn situation(t: &str, h: &mut Heard) {
         && !h.has("student.level")
         && !h.has("applicant.works_or_studies_here")
     {
-        h.set("applicant.works_or_studies_here", Fact::Bool(false), "沒有工作");
+        h.set(
+            "applicant.works_or_studies_here",
+            Fact::Bool(false),
+            "沒有工作",
+        );
     }
     // Who carried the household: 「他是家裡唯一賺錢的」「家裡就靠我」「我是家裡的經濟支柱」.
-    let breadwinner_words = re(r"(家裡(?:唯一|主要)?(?:的)?(?:賺錢|收入|經濟支柱|支柱)|唯一的收入|主要的收入|負擔家計|賺錢的人|靠他|靠她|經濟支柱)");
-    let self_breadwinner = re(r"(家裡就?靠我|我是家裡的?(?:經濟支柱|支柱|唯一)|靠我一個人)").is_match(t);
+    let breadwinner_words = re(
+        r"(家裡(?:唯一|主要)?(?:的)?(?:賺錢|收入|經濟支柱|支柱)|唯一的收入|主要的收入|負擔家計|賺錢的人|靠他|靠她|經濟支柱)",
+    );
+    let self_breadwinner =
+        re(r"(家裡就?靠我|我是家裡的?(?:經濟支柱|支柱|唯一)|靠我一個人)").is_match(t);
     // Events: the most serious one said.
     let event = event_death()
         .find(t)
@@ -716,7 +798,9 @@ fn situation(t: &str, h: &mut Heard) {
                 .iter()
                 .any(|w| m.as_str().contains(w));
             let breadwinner = partner
-                || ["賺錢", "支柱", "家計"].iter().any(|w| m.as_str().contains(w))
+                || ["賺錢", "支柱", "家計"]
+                    .iter()
+                    .any(|w| m.as_str().contains(w))
                 || breadwinner_words.is_match(t);
             (
                 if breadwinner {
@@ -733,8 +817,7 @@ fn situation(t: &str, h: &mut Heard) {
                 let other = ["先生", "老公", "丈夫", "太太", "老婆", "爸"]
                     .iter()
                     .any(|w| c[0].contains(w));
-                (other || h.has("applicant.unemployed"))
-                    .then(|| ("家計者失業", c[0].to_string()))
+                (other || h.has("applicant.unemployed")).then(|| ("家計者失業", c[0].to_string()))
             })
         })
         .or_else(|| {
@@ -766,21 +849,32 @@ fn situation(t: &str, h: &mut Heard) {
             h.set("household.event_recent", Fact::Bool(true), m.as_str());
         }
     }
-    if let Some(m) = re(r"(還過得去|還算過得去|生活還可以|不愁吃穿|生活沒問題|經濟沒問題)").find(t) {
+    if let Some(m) = re(r"(還過得去|還算過得去|生活還可以|不愁吃穿|生活沒問題|經濟沒問題)").find(t)
+    {
         h.set("household.in_hardship", Fact::Bool(false), m.as_str());
     } else if let Some(m) = hardship().find(t) {
         h.set("household.in_hardship", Fact::Bool(true), m.as_str());
     }
     // The circumstances of the special-circumstances family aid (not a plain divorce).
-    let special = re(r"(家暴|被打|被[^，。,]{0,3}打|打我|受虐|保護令|庇護所|未婚懷孕|沒有結婚|未婚生子|失蹤|失聯|下落不明|不見了|男朋友跑了|服刑|坐牢|入獄|被抓去關|單親|獨自扶養|爸媽都不在|父母雙亡|父母都過世)");
+    let special = re(
+        r"(家暴|被打|被[^，。,]{0,3}打|打我|受虐|保護令|庇護所|未婚懷孕|沒有結婚|未婚生子|失蹤|失聯|下落不明|不見了|男朋友跑了|服刑|坐牢|入獄|被抓去關|單親|獨自扶養|爸媽都不在|父母雙亡|父母都過世)",
+    );
     if let Some(m) = special.find(t) {
-        h.set("applicant.special_circumstance", Fact::Bool(true), m.as_str());
+        h.set(
+            "applicant.special_circumstance",
+            Fact::Bool(true),
+            m.as_str(),
+        );
     } else if let Some(m) = event_death().find(t) {
         if ["先生", "老公", "丈夫", "太太", "老婆"]
             .iter()
             .any(|w| m.as_str().contains(w))
         {
-            h.set("applicant.special_circumstance", Fact::Bool(true), m.as_str());
+            h.set(
+                "applicant.special_circumstance",
+                Fact::Bool(true),
+                m.as_str(),
+            );
         }
     }
 }
@@ -790,7 +884,12 @@ mod tests {
     use super::*;
 
     fn heard(text: &str) -> Facts {
-        hear(text, &["臺北市".to_string(), "台北市".to_string()], (2026, 12)).facts()
+        hear(
+            text,
+            &["臺北市".to_string(), "台北市".to_string()],
+            (2026, 12),
+        )
+        .facts()
     }
 
     fn num(f: &Facts, k: &str) -> Option<f64> {
@@ -821,13 +920,19 @@ mod tests {
     #[test]
     fn ages_said_many_ways_and_corrected() {
         assert_eq!(num(&heard("我快70了"), "applicant.age_years"), Some(69.0));
-        assert_eq!(num(&heard("我是民國45年生的"), "applicant.age_years"), Some(70.0));
+        assert_eq!(
+            num(&heard("我是民國45年生的"), "applicant.age_years"),
+            Some(70.0)
+        );
         assert_eq!(num(&heard("我80年次"), "applicant.age_years"), Some(35.0));
         assert_eq!(
             num(&heard("我今年58，喔不對，是68歲"), "applicant.age_years"),
             Some(68.0)
         );
-        assert_eq!(num(&heard("我媽今年七十二歲"), "elder.age_years"), Some(72.0));
+        assert_eq!(
+            num(&heard("我媽今年七十二歲"), "elder.age_years"),
+            Some(72.0)
+        );
     }
 
     #[test]
@@ -867,7 +972,11 @@ mod tests {
         assert_eq!(f.0.get("applicant.has_lease"), Some(&Fact::Bool(true)));
         assert_eq!(f.0.get("applicant.resident_here"), Some(&Fact::Bool(false)));
         let f = heard("我們的房子在出租，自己住在本市，房東不願意簽約");
-        assert_eq!(f.0.get("applicant.renting"), None, "letting a flat is not renting one");
+        assert_eq!(
+            f.0.get("applicant.renting"),
+            None,
+            "letting a flat is not renting one"
+        );
         assert_eq!(f.0.get("household.income_high"), Some(&Fact::Bool(true)));
         assert_eq!(text(&f, "household_status").as_deref(), Some("一般"));
         assert_eq!(f.0.get("applicant.has_lease"), Some(&Fact::Bool(false)));
@@ -877,21 +986,44 @@ mod tests {
 
     #[test]
     fn whose_job_whose_age_and_which_children() {
-        let f = heard("我先生上個月被公司裁員，他是家裡唯一的收入，兩個小孩一個3歲一個1歲，房租快繳不出來了");
+        let f = heard(
+            "我先生上個月被公司裁員，他是家裡唯一的收入，兩個小孩一個3歲一個1歲，房租快繳不出來了",
+        );
         assert_eq!(text(&f, "household.event").as_deref(), Some("家計者失業"));
         assert_eq!(f.0.get("household.event_recent"), Some(&Fact::Bool(true)));
         assert_eq!(num(&f, "child.age_months"), Some(12.0));
         assert_eq!(f.0.get("child.has_preschooler"), Some(&Fact::Bool(true)));
-        assert_eq!(f.0.get("applicant.unemployed"), None, "the husband lost the job");
+        assert_eq!(
+            f.0.get("applicant.unemployed"),
+            None,
+            "the husband lost the job"
+        );
         let f = heard("我跟我先生都七十幾歲了，兒子40歲，是重度腦性麻痺，有身障證明");
         assert_eq!(num(&f, "elder.age_years"), Some(70.0));
-        assert_eq!(num(&f, "care.age_years"), Some(40.0), "the son needs the care");
-        assert_eq!(text(&f, "disabled.disability_level").as_deref(), Some("重度"));
+        assert_eq!(
+            num(&f, "care.age_years"),
+            Some(40.0),
+            "the son needs the care"
+        );
+        assert_eq!(
+            text(&f, "disabled.disability_level").as_deref(),
+            Some("重度")
+        );
         let f = heard("我今年45歲，失業半年了，老婆在超市打工，生活還過得去");
         assert_eq!(f.0.get("applicant.unemployed"), Some(&Fact::Bool(true)));
         assert_eq!(f.0.get("household.event_recent"), Some(&Fact::Bool(false)));
         assert_eq!(f.0.get("household.in_hardship"), Some(&Fact::Bool(false)));
         let f = heard("我跟前夫和平協議離婚，自己帶女兒");
         assert_eq!(f.0.get("applicant.special_circumstance"), None);
+    }
+
+    #[test]
+    fn a_status_asked_about_is_not_a_status_said() {
+        let f = heard("不知道我們算不算中低收入戶");
+        assert_eq!(f.0.get("household_status"), None);
+        let f = heard("我想申請低收入戶");
+        assert_eq!(f.0.get("household_status"), None);
+        let f = heard("我們家是低收入戶");
+        assert_eq!(text(&f, "household_status").as_deref(), Some("低收入戶"));
     }
 }

@@ -148,7 +148,10 @@ fn elders_get_the_senior_card_by_age_or_as_indigenous_residents() {
     f.set("elder.indigenous", Fact::Bool(false));
     let a = assess(&w.book, gift, &f, TODAY);
     assert_eq!(a.status, Status::NotEligible);
-    assert!(a.checks.iter().any(|c| c.reason.starts_with("未滿65歲")), "{a:?}");
+    assert!(
+        a.checks.iter().any(|c| c.reason.starts_with("未滿65歲")),
+        "{a:?}"
+    );
     let card = w.benefit("senior-card");
     assert_eq!(assess(&w.book, card, &f, TODAY).status, Status::NotEligible);
 }
@@ -316,30 +319,28 @@ fn a_senior_living_alone_on_low_income_is_offered_the_senior_benefits_and_nothin
         );
     }
     // Offered in the chat (a self-description with an ask), at most five, eligible first.
-    let offered = assistant::eligibility::offer(
-        &w.book,
-        extractor.forms(),
-        &facts,
-        &heard,
-        text,
-        TODAY,
-    );
+    let offered =
+        assistant::eligibility::offer(&w.book, extractor.forms(), &facts, &heard, text, TODAY);
     assert!(!offered.is_empty() && offered.len() <= 5, "{offered:?}");
     assert_eq!(offered[0].status, Status::Eligible);
     // A plain question about a service offers nothing.
     let q = "敬老卡要帶什麼證件？";
     let (facts, heard) = assistant::eligibility::facts_from_text(q, &extractor, TODAY);
-    assert!(assistant::eligibility::offer(&w.book, extractor.forms(), &facts, &heard, q, TODAY)
-        .is_empty());
+    assert!(
+        assistant::eligibility::offer(&w.book, extractor.forms(), &facts, &heard, q, TODAY)
+            .is_empty()
+    );
 }
 
 #[test]
 fn every_benefit_guide_has_a_rule_and_every_rule_its_guide() {
     let root = crate::repo_root();
     let book = Rulebook::load(&root.join("corpus/benefits")).unwrap();
-    let loaded =
-        knowledge::load_path(&root.join("corpus/guides"), &knowledge::LoadOptions::default())
-            .unwrap();
+    let loaded = knowledge::load_path(
+        &root.join("corpus/guides"),
+        &knowledge::LoadOptions::default(),
+    )
+    .unwrap();
     // The guides' categories of benefits one applies for (not reports or general services).
     const BENEFIT_CATEGORIES: &[&str] = &[
         "老人福利",
@@ -363,8 +364,15 @@ fn every_benefit_guide_has_a_rule_and_every_rule_its_guide() {
         .filter(|d| !book.benefits.iter().any(|b| b.id == d.id))
         .map(|d| d.id.as_str())
         .collect();
-    assert!(without_rule.is_empty(), "guides without a rule: {without_rule:?}");
-    let ids: Vec<String> = loaded.documents.iter().map(|d| d.document.id.clone()).collect();
+    assert!(
+        without_rule.is_empty(),
+        "guides without a rule: {without_rule:?}"
+    );
+    let ids: Vec<String> = loaded
+        .documents
+        .iter()
+        .map(|d| d.document.id.clone())
+        .collect();
     book.check_guides(&ids).unwrap();
     assert!(book.benefits.len() >= 27, "{}", book.benefits.len());
     // A rule naming no guide is refused with the fix.

@@ -246,7 +246,9 @@ fn chat_streams_the_draft_tokens_and_final_answer_with_citations_and_follows_up(
     assert!(offered.contains(&"senior-card"), "{offered:?}");
     assert!(offered.contains(&"senior-living-allowance"), "{offered:?}");
     assert!(
-        !offered.iter().any(|b| b.starts_with("childcare") || b.contains("student")),
+        !offered
+            .iter()
+            .any(|b| b.starts_with("childcare") || b.contains("student")),
         "{offered:?}"
     );
     let card = fin["benefits"]
