@@ -20,6 +20,8 @@ use crate::answer_suite::AnswerArgs;
 /// One row's outcome.
 struct Outcome {
     shown: Shown,
+    /// The answer's first part (what a resident reads before 「詳細說明」).
+    lead: String,
     lead_chars: usize,
     first_visible_ms: f64,
     total_ms: f64,
@@ -35,6 +37,7 @@ fn from_answer(a: &Answer) -> Outcome {
             refused: a.kind == AnswerKind::Refused,
             emergency: a.kind == AnswerKind::Emergency,
         },
+        lead: a.lead.clone(),
         lead_chars: a.lead.chars().count(),
         first_visible_ms: a.timings.first_visible_ms,
         total_ms: a.timings.total_ms,
@@ -52,6 +55,7 @@ fn from_server(v: Value, elapsed_ms: f64) -> Outcome {
             refused: kind == "refused",
             emergency: kind == "emergency",
         },
+        lead: v["lead"].as_str().unwrap_or_default().to_string(),
         lead_chars: v["lead"].as_str().unwrap_or_default().chars().count(),
         // Through the server, the first visible answer is the whole reply of `/api/ask`.
         first_visible_ms: elapsed_ms,
@@ -142,17 +146,11 @@ pub async fn run(app: &App, a: &AnswerArgs, gold_path: &Path) -> anyhow::Result<
             }
         }
     }
-    Ok(report(
-        &gold,
-        &outcomes,
-        with_llm,
-        a.url.as_deref(),
-        &mut out,
-    )?)
+    report(&gold, &outcomes, with_llm, a.url.as_deref(), &mut out)
 }
 
 fn progress(i: usize, n: usize) {
-    if (i + 1) % 25 == 0 {
+    if (i + 1).is_multiple_of(25) {
         eprintln!("  {}/{n}", i + 1);
     }
 }
@@ -168,6 +166,9 @@ fn report(
     let (mut correct, mut wrong, mut false_handoff, mut answer_rows, mut cites_doc, mut with_doc) =
         (0usize, 0usize, 0usize, 0usize, 0usize, 0usize);
     let (mut leads, mut visible, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    // Answer rows answered correctly whose lead alone shows every fact (the answer first).
+    let (mut lead_rows, mut lead_has_facts) = (0usize, 0usize);
+    let mut lead_misses: Vec<String> = Vec::new();
     println!("failures (id, expected → what was shown):");
     for (row, o) in gold.iter().zip(outcomes) {
         let v = score(row, &o.shown);
@@ -193,6 +194,23 @@ fn report(
             }
             if !o.shown.handed_off {
                 leads.push(o.lead_chars as f64);
+            }
+            if v.correct && !row.must.is_empty() {
+                lead_rows += 1;
+                let in_lead = row
+                    .must
+                    .iter()
+                    .all(|alts| alts.iter().any(|a| o.lead.contains(a.as_str())));
+                if in_lead {
+                    lead_has_facts += 1;
+                } else {
+                    lead_misses.push(format!(
+                        "  {:<6} {}  lead 「{}」",
+                        row.id,
+                        row.q,
+                        o.lead.replace('\n', " ")
+                    ));
+                }
             }
         }
         visible.push(o.first_visible_ms);
@@ -229,6 +247,12 @@ fn report(
             )?;
         }
     }
+    if !lead_misses.is_empty() {
+        println!("\ncorrect, but the fact is only under 詳細說明 (not in the lead):");
+        for m in &lead_misses {
+            println!("{m}");
+        }
+    }
     let n = gold.len() as f64;
     let rate = |e: Expect| per.get(&e).map(|(n, c)| *c as f64 / (*n).max(1) as f64);
     println!("\n{:<10} {:>5} {:>8}", "expect", "n", "correct");
@@ -250,6 +274,7 @@ fn report(
         "refuse_correct": rate(Expect::Refuse),
         "false_handoff": false_handoff as f64 / answer_rows.max(1) as f64,
         "cites_expected_doc": cites_doc as f64 / with_doc.max(1) as f64,
+        "fact_in_lead": lead_has_facts as f64 / lead_rows.max(1) as f64,
         "lead_chars_p50": percentile(&leads, 50.0),
         "lead_chars_p90": percentile(&leads, 90.0),
         "first_visible_p50_ms": percentile(&visible, 50.0),

@@ -631,6 +631,13 @@ pub fn boost_bm25_margin(hits: &mut [SearchHit], weight: f64, ratio: f64) {
         .fold(0.0, f64::max);
     if top_raw >= ratio * runner_up {
         hits[top].score += weight;
+        // Shown in the explanation, so the contributions still add up to the score.
+        hits[top].contributions.push(crate::Contribution {
+            source: "bm25-margin",
+            rank: 1,
+            raw_score: (top_raw / runner_up.max(1e-9)).min(f32::MAX as f64) as f32,
+            rrf: weight,
+        });
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
     }
 }

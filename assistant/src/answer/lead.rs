@@ -344,13 +344,98 @@ impl<'q> Query<'q> {
     pub fn terms(&self) -> &[String] {
         &self.terms
     }
+
+    /// Drops the terms that only name the guide (「敬老卡」 in 「敬老卡要去哪裡辦」): within
+    /// that guide they match every sentence, so what is asked (哪裡) decides.
+    pub fn set_topic(&mut self, names: &[String]) {
+        let folded: Vec<String> = self
+            .terms
+            .iter()
+            .map(|t| knowledge::text::fold_for_matching(t))
+            .collect();
+        let keep: Vec<bool> = folded
+            .iter()
+            .map(|t| !names.iter().any(|n| n.contains(t.as_str())))
+            .collect();
+        let mut i = 0;
+        self.terms.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        self.grams = self.terms.iter().flat_map(|t| bigrams(t)).collect();
+    }
+}
+
+/// How close (character-bigram Jaccard) a guide FAQ's question must be to the resident's for
+/// its answer's opening verdict to be shown.
+const VERDICT_HEADING_SIMILARITY: f32 = 0.3;
+
+/// Words a FAQ answer opens with to answer its own question.
+const VERDICTS: &[&str] = &[
+    "可以",
+    "不可以",
+    "不行",
+    "不能",
+    "不會",
+    "會",
+    "是的",
+    "是",
+    "不是",
+    "不用",
+    "不必",
+    "需要",
+    "不需要",
+    "要",
+    "沒有",
+    "有",
+    "對",
+    "不對",
+    "能",
+    "當然可以",
+    "一般不行",
+    "原則上可以",
+    "原則上不行",
+    "通常可以",
+    "通常不行",
+    "不一定",
+];
+
+/// The rest of a sentence that opens with a bare verdict (「不行，入住社會住宅的人不能…」
+/// → 「入住社會住宅的人不能…」), `Some("")` for a verdict alone (「不會。」).
+fn strip_verdict(s: &str) -> Option<&str> {
+    VERDICTS
+        .iter()
+        .filter(|v| s.starts_with(**v))
+        .map(|v| &s[v.len()..])
+        .filter(|rest| rest.is_empty() || rest.starts_with(['，', '。', ',', '！', '；', '、']))
+        .map(|rest| rest.trim_start_matches(['，', '。', ',', '！', '；', '、']))
+        .max_by_key(|rest| std::cmp::Reverse(rest.len()))
 }
 
 /// Every sentence of `chunks`, scored for `q`, best first.
 pub fn score<'a>(q: &Query<'_>, chunks: &[&'a Chunk]) -> Vec<Scored<'a>> {
+    let q_grams = bigrams(&retrieval::normalize::normalize(q.text));
     let mut sentences: Vec<Sentence<'a>> = Vec::new();
     for c in chunks {
+        // A guide FAQ's answer opens with a verdict on *its* question (「不行，…」「不會。」):
+        // said to another question it can be the wrong answer. Unless the FAQ's question is
+        // close to the resident's, a bare verdict is dropped and a verdict opening a
+        // sentence is cut off (the rest of the sentence is the guide's own words).
+        let own_question = c.section == SectionKind::Faq
+            && jaccard(
+                &bigrams(&retrieval::normalize::normalize(&c.heading)),
+                &q_grams,
+            ) >= VERDICT_HEADING_SIMILARITY;
         for (index, text) in split(&c.text).into_iter().enumerate() {
+            let text = if c.section == SectionKind::Faq && index == 0 && !own_question {
+                match strip_verdict(&text) {
+                    Some(rest) if rest.chars().count() >= 6 => rest.to_string(),
+                    Some(_) => continue,
+                    None => text,
+                }
+            } else {
+                text
+            };
             sentences.push(Sentence {
                 text,
                 chunk: c,
@@ -418,6 +503,11 @@ pub fn score<'a>(q: &Query<'_>, chunks: &[&'a Chunk]) -> Vec<Scored<'a>> {
             if section == SectionKind::Overview && s.index == 0 && q.intents.is_empty() {
                 score += 0.2;
             }
+            // An example of how to describe something (「例如「每天晚上 11 點後 KTV 低音很重」」)
+            // shares the resident's words without answering them.
+            if s.text.contains("例如「") || s.text.contains("例如：「") {
+                score -= 0.6;
+            }
             let len = s.text.chars().count();
             if len > 90 {
                 score -= 0.2;
@@ -484,6 +574,17 @@ mod tests {
                 "可以打 1999 做什麼：",
             ]
         );
+    }
+
+    #[test]
+    fn a_faq_verdict_is_cut_unless_its_question_is_the_residents() {
+        assert_eq!(
+            strip_verdict("不行，入住社會住宅的人不能重複領取。"),
+            Some("入住社會住宅的人不能重複領取。")
+        );
+        assert_eq!(strip_verdict("不會。"), Some(""));
+        assert_eq!(strip_verdict("會員資格另計。"), None);
+        assert_eq!(strip_verdict("可以到區公所辦。"), None);
     }
 
     #[test]

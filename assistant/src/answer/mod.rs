@@ -15,7 +15,7 @@ pub mod safety;
 pub mod scope;
 pub mod walkthrough;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -224,6 +224,9 @@ pub struct Answerer {
     entities: Vec<String>,
     /// (normalised name, guide id): the names residents use for each guide.
     names: Vec<(String, String)>,
+    /// Every name of each guide (title and aliases, any length), folded: the guide's topic,
+    /// which says nothing about which of its sentences answers.
+    topics: HashMap<String, Vec<String>>,
 }
 
 /// The fixed system prompt (kept identical across requests so its KV cache is reused).
@@ -540,6 +543,7 @@ impl Answerer {
             triage: None,
             entities: Vec::new(),
             names: Vec::new(),
+            topics: HashMap::new(),
         }
     }
 
@@ -566,6 +570,13 @@ impl Answerer {
     /// that are not a household status), so a question that names one service is answered from
     /// that guide when retrieval also finds it.
     pub fn with_names(mut self, names: Vec<(String, String)>) -> Answerer {
+        self.topics = HashMap::new();
+        for (n, d) in &names {
+            self.topics
+                .entry(d.clone())
+                .or_default()
+                .push(knowledge::text::fold_for_matching(n));
+        }
         self.names = names
             .into_iter()
             .map(|(n, d)| (knowledge::text::fold_for_matching(&n), d))
@@ -788,7 +799,13 @@ impl Answerer {
     /// empty when no sentence is about the question.
     fn lead<'a>(&'a self, question: &str, sel: &mut Selection<'a>) -> (String, f32) {
         let intents = intents(question);
-        let q = lead::Query::new(question, &intents);
+        let mut q = lead::Query::new(question, &intents);
+        // The guide's own names match every one of its sentences: they do not pick one.
+        let mut topic: Vec<String> = self.topics.get(&sel.doc_id).cloned().unwrap_or_default();
+        if let Some(c) = sel.chunks.iter().find(|c| c.doc_id == sel.doc_id) {
+            topic.push(knowledge::text::fold_for_matching(&c.doc_title));
+        }
+        q.set_topic(&topic);
         // FAQ corpora: one answer per document, so the lead comes from the best one; a guide's
         // lead may come from any of its sections (the section is then cited and shown).
         let pool: Vec<&Chunk> =
@@ -1186,14 +1203,14 @@ impl Answerer {
                     Some("no citation".to_string())
                 } else if !report.is_grounded() {
                     Some(format!("grounding: {:?}", report.violations))
-                } else if let Some(c) = clauses.iter().find(|c| c.problem.is_some()) {
-                    Some(format!(
-                        "clause 「{}」: {}",
-                        c.clause,
-                        c.problem.clone().unwrap_or_default()
-                    ))
                 } else {
-                    None
+                    clauses.iter().find(|c| c.problem.is_some()).map(|c| {
+                        format!(
+                            "clause 「{}」: {}",
+                            c.clause,
+                            c.problem.clone().unwrap_or_default()
+                        )
+                    })
                 };
                 if reason.is_none() {
                     answer.lead = with_alert(answer.alert.as_ref(), &text);
