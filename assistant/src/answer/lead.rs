@@ -156,7 +156,7 @@ pub fn asked(question: &str) -> Asked {
     ]) && !has(&["多少天", "多少時間", "多久"])
     {
         Asked::Amount
-    } else if has(&["幾歲", "年紀", "年齡"]) {
+    } else if has(&["幾歲", "年紀", "年齡"]) || states_an_age(q) {
         Asked::Age
     } else if has(&[
         "多久",
@@ -185,6 +185,13 @@ pub fn asked(question: &str) -> Asked {
     } else {
         Asked::Other
     }
+}
+
+/// 「我今年60歲了，應該可以辦了吧」: an age said in a question asks about the age limit.
+fn states_an_age(q: &str) -> bool {
+    let cs: Vec<char> = q.chars().collect();
+    cs.windows(2)
+        .any(|w| w[1] == '歲' && (w[0].is_ascii_digit() || "一二三四五六七八九十".contains(w[0])))
 }
 
 fn answers_kind(s: &str, kind: Asked) -> bool {
@@ -323,6 +330,8 @@ pub struct Scored<'a> {
 pub struct Query<'q> {
     pub text: &'q str,
     pub intents: &'q [SectionKind],
+    /// The guide's own names (see [`Query::set_topic`]).
+    topic: Vec<String>,
     terms: Vec<String>,
     grams: HashSet<(char, char)>,
     kind: Asked,
@@ -335,6 +344,7 @@ impl<'q> Query<'q> {
         Query {
             text,
             intents,
+            topic: Vec::new(),
             terms,
             grams,
             kind: asked(text),
@@ -347,7 +357,8 @@ impl<'q> Query<'q> {
 
     /// Drops the terms that only name the guide (「敬老卡」 in 「敬老卡要去哪裡辦」): within
     /// that guide they match every sentence, so what is asked (哪裡) decides.
-    pub fn set_topic(&mut self, names: &[String]) {
+    /// Returns how many of the question's terms named the guide.
+    pub fn set_topic(&mut self, names: &[String]) -> usize {
         let folded: Vec<String> = self
             .terms
             .iter()
@@ -363,6 +374,19 @@ impl<'q> Query<'q> {
             keep[i - 1]
         });
         self.grams = self.terms.iter().flat_map(|t| bigrams(t)).collect();
+        self.topic = names.to_vec();
+        keep.iter().filter(|k| !**k).count()
+    }
+
+    /// `s` without the guide's names: what a FAQ question asks beyond naming the service.
+    fn without_topic(&self, s: &str) -> String {
+        let mut out = knowledge::text::fold_for_matching(s);
+        for n in &self.topic {
+            if n.chars().count() >= 2 {
+                out = out.replace(n.as_str(), " ");
+            }
+        }
+        out
     }
 }
 
@@ -414,7 +438,13 @@ fn strip_verdict(s: &str) -> Option<&str> {
 
 /// Every sentence of `chunks`, scored for `q`, best first.
 pub fn score<'a>(q: &Query<'_>, chunks: &[&'a Chunk]) -> Vec<Scored<'a>> {
-    let q_grams = bigrams(&retrieval::normalize::normalize(q.text));
+    // FAQ questions are compared without the guide's names, which all of them share.
+    let q_grams = bigrams(&retrieval::normalize::normalize(&q.without_topic(q.text)));
+    let heading_grams = |c: &Chunk| {
+        bigrams(&retrieval::normalize::normalize(
+            &q.without_topic(&c.heading),
+        ))
+    };
     let mut sentences: Vec<Sentence<'a>> = Vec::new();
     for c in chunks {
         // A guide FAQ's answer opens with a verdict on *its* question (「不行，…」「不會。」):
@@ -422,10 +452,7 @@ pub fn score<'a>(q: &Query<'_>, chunks: &[&'a Chunk]) -> Vec<Scored<'a>> {
         // close to the resident's, a bare verdict is dropped and a verdict opening a
         // sentence is cut off (the rest of the sentence is the guide's own words).
         let own_question = c.section == SectionKind::Faq
-            && jaccard(
-                &bigrams(&retrieval::normalize::normalize(&c.heading)),
-                &q_grams,
-            ) >= VERDICT_HEADING_SIMILARITY;
+            && jaccard(&heading_grams(c), &q_grams) >= VERDICT_HEADING_SIMILARITY;
         for (index, text) in split(&c.text).into_iter().enumerate() {
             let text = if c.section == SectionKind::Faq && index == 0 && !own_question {
                 match strip_verdict(&text) {
@@ -463,7 +490,6 @@ pub fn score<'a>(q: &Query<'_>, chunks: &[&'a Chunk]) -> Vec<Scored<'a>> {
     let n = sentences.len().max(1) as f32;
     let idf = |t: &str| (1.0 + n / (1.0 + *df.get(t).unwrap_or(&0) as f32)).ln();
     let total_idf: f32 = q.terms.iter().map(|t| idf(t)).sum::<f32>().max(1e-3);
-    let q_norm = retrieval::normalize::normalize(q.text);
     let mut out: Vec<Scored<'a>> = sentences
         .into_iter()
         .zip(&norm)
@@ -497,7 +523,7 @@ pub fn score<'a>(q: &Query<'_>, chunks: &[&'a Chunk]) -> Vec<Scored<'a>> {
             if section == SectionKind::Faq {
                 // A guide FAQ whose question is close to the resident's: its answer opens
                 // with the direct answer.
-                let heading = jaccard(&bigrams(&s.chunk.heading), &bigrams(&q_norm));
+                let heading = jaccard(&heading_grams(s.chunk), &q_grams);
                 score += 1.2 * heading * if s.index == 0 { 1.0 } else { 0.5 };
             }
             if section == SectionKind::Overview && s.index == 0 && q.intents.is_empty() {

@@ -798,6 +798,8 @@ impl Answerer {
     /// The lead: the sentences that answer what was asked, each with its citation marker;
     /// empty when no sentence is about the question.
     fn lead<'a>(&'a self, question: &str, sel: &mut Selection<'a>) -> (String, f32) {
+        // Cues and words are Traditional (「敬老卡几岁可以办」 asks the age too).
+        let question = &to_traditional(question);
         let intents = intents(question);
         let mut q = lead::Query::new(question, &intents);
         // The guide's own names match every one of its sentences: they do not pick one.
@@ -805,7 +807,7 @@ impl Answerer {
         if let Some(c) = sel.chunks.iter().find(|c| c.doc_id == sel.doc_id) {
             topic.push(knowledge::text::fold_for_matching(&c.doc_title));
         }
-        q.set_topic(&topic);
+        let named = q.set_topic(&topic);
         // FAQ corpora: one answer per document, so the lead comes from the best one; a guide's
         // lead may come from any of its sections (the section is then cited and shown).
         let pool: Vec<&Chunk> =
@@ -864,6 +866,13 @@ impl Answerer {
                 format!("{body}[{}]{end}", number(s.sentence.chunk))
             })
             .collect::<String>();
+        // A question that names the guide is about it even when nothing else it says picks a
+        // sentence (the lead then follows the question's intent or opens the guide).
+        let best = if named > 0 {
+            best.max(self.config.min_lead_score)
+        } else {
+            best
+        };
         (text, best)
     }
 
