@@ -6,6 +6,7 @@ mod asr_suite;
 mod benefits_suite;
 mod extract_suite;
 mod gold_suite;
+mod intake_suite;
 mod llm_suite;
 mod load_suite;
 mod route_suite;
@@ -70,6 +71,9 @@ enum Suite {
     Safety(safety_suite::SafetyArgs),
     /// Benefit suggestions from self-descriptions: recall, absurd suggestions, eligibility.
     Benefits(benefits_suite::BenefitsArgs),
+    /// Agent assist: case type, questions without a dispatch category, the category's
+    /// accuracy, abstentions and calibration.
+    Intake(intake_suite::IntakeArgs),
 }
 
 #[derive(clap::Args)]
@@ -122,6 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Suite::Asr(args) => tokio::task::block_in_place(|| asr_suite::run(app, &args))?,
         Suite::Safety(args) => tokio::task::block_in_place(|| safety_suite::run(app, &args))?,
         Suite::Benefits(args) => benefits_suite::run(app, &args)?,
+        Suite::Intake(args) => tokio::task::block_in_place(|| intake_suite::run(app, &args))?,
     };
     println!("{}", serde_json::to_string(&summary)?);
     let mut failed = false;

@@ -60,7 +60,7 @@ fn patterns() -> &'static [(Regex, [f32; 3])] {
             (r"(中正區|大同區|中山區|松山區|大安區|萬華區|信義區|士林區|北投區|內湖區|南港區|文山區)", [0.0, 0.5, 0.2]),
             // Complaining about someone.
             (r"(檢舉|投訴|陳情|申訴|抗議|反映|舉發)", [0.0, 0.0, 2.0]),
-            (r"(很吵|好吵|太吵|吵到|吵死|擾民|噪音|放音樂|唱歌|音響|臭|異味|油煙|排煙|亂停|違停|亂丟|佔用|霸佔|態度|不理|不處理|都不管|推託|擺攤)", [0.0, 0.3, 1.3]),
+            (r"(很吵|好吵|太吵|吵到|吵死|擾民|噪音|聲音|大聲|放音樂|唱歌|音響|臭|異味|油煙|排煙|亂停|違停|亂丟|佔用|霸佔|態度|不理|不處理|都不管|推託|擺攤)", [0.0, 0.3, 1.3]),
             (r"(酒吧|KTV|卡拉|夜店|餐廳|熱炒|工廠|工地|建案|修理廠|宮廟|廟|健身房|店家|老闆|鄰居|樓上|房東|承辦人|公務員|業者|公司|商家|攤販)", [0.0, 0.0, 1.0]),
             (r"(每天|天天|整晚|半夜|凌晨|一直|好幾個月|好幾天|已經很久)", [0.0, 0.2, 0.5]),
         ]
@@ -83,14 +83,20 @@ pub fn classify(text: &str, category_score: f32) -> Typed {
     }
     // A text close to a dispatch item's words reads as a report.
     s[1] += 0.8 * category_score.clamp(0.0, 2.0);
+    // A question is asked; a statement about something wrong is a report (or a complaint
+    // about someone): residents rarely say 「我要通報」.
     let case_type = if s[2] >= 1.8 && s[2] >= s[1] * 0.8 && s[2] > s[0] {
         CaseType::Complaint
-    } else if s[1] >= 1.4 && s[1] + 0.5 >= s[0] {
-        CaseType::Report
-    } else if s[0] > 0.0 || s[1] < 1.0 {
+    } else if s[0] >= 1.0 && s[0] > s[1] {
         CaseType::Inquiry
+    } else if s[1] >= 1.0 || s[0] < 0.6 {
+        if s[2] >= 1.3 && s[2] > s[1] {
+            CaseType::Complaint
+        } else {
+            CaseType::Report
+        }
     } else {
-        CaseType::Report
+        CaseType::Inquiry
     };
     Typed {
         case_type,

@@ -7,9 +7,11 @@
 //!   `eval extract --schema case_report` use; the case's bureau comes from its category);
 //! - [`route`]: which bureau answers a free-form question or complaint (`assistant route`,
 //!   `eval route`);
+//! - [`case_type`]: 諮詢, 通報 or 陳情 (only reports and complaints get a dispatch category);
 //! - [`case`]: the case record and its status transitions.
 
 pub mod case;
+pub mod case_type;
 pub mod category;
 pub mod extract;
 pub mod route;
@@ -18,7 +20,26 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use case_type::CaseType;
 pub use extract::{Extraction, Extractor};
+
+/// Platt scaling of the dispatch category's top score `s1` and its margin over the runner-up
+/// `m`: P(right) = σ(c0 + c1·s1 + c2·m). Fitted by `eval intake --fit` on the team's intake dev
+/// set (its 5-fold reliability table is in the issue notes). The scores carry little signal
+/// there (a high keyword score is as often a wrong category), so the fit is nearly flat at the
+/// top-1 accuracy (~0.8): the category never claims 0.9 it has not earned.
+pub const CATEGORY_CALIBRATION: [f32; 3] = [1.615, -0.970, 0.927];
+
+/// Below this calibrated confidence the category abstains (「請選擇」, alternatives shown).
+pub const CATEGORY_ABSTAIN_BELOW: f32 = 0.6;
+
+/// The calibrated probability that the first of `ranked` (category, score) is right.
+pub fn category_confidence(ranked: &[(String, f32)]) -> f32 {
+    let s1 = ranked.first().map_or(0.0, |r| r.1);
+    let s2 = ranked.get(1).map_or(0.0, |r| r.1);
+    let [c0, c1, c2] = CATEGORY_CALIBRATION;
+    1.0 / (1.0 + (-(c0 + c1 * s1 + c2 * (s1 - s2))).exp())
+}
 
 use crate::answer::{Answer, Answerer, AskContext};
 
@@ -43,7 +64,16 @@ pub struct Alternative {
 /// The case read from a call so far, for the agent's screen.
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseView {
+    /// 諮詢 (answer it, no dispatch), 通報 or 陳情.
+    pub case_type: CaseType,
+    /// The dispatch category: only for reports and complaints, and only when the calibrated
+    /// confidence reaches [`CATEGORY_ABSTAIN_BELOW`] (else the agent chooses among the
+    /// alternatives).
     pub category: Option<String>,
+    /// The calibrated probability that the suggested category is right.
+    pub category_confidence: Option<f32>,
+    /// The classifier was unsure: 「請選擇」.
+    pub abstained: bool,
     pub bureau: Option<String>,
     pub fields: Vec<CaseField>,
     pub alternatives: Vec<Alternative>,
@@ -53,7 +83,7 @@ pub struct CaseView {
 
 /// The agent's view of an extraction: fields with their zh-TW labels, the category with its
 /// bureau and the alternatives.
-pub fn case_view(extractor: &Extractor, ex: &Extraction) -> CaseView {
+pub fn case_view(extractor: &Extractor, ex: &Extraction, text: &str) -> CaseView {
     let form = extractor.form(&ex.schema).ok();
     let label = |name: &str| {
         form.and_then(|f| f.fields.iter().find(|x| x.name == name))
@@ -67,21 +97,36 @@ pub fn case_view(extractor: &Extractor, ex: &Extraction) -> CaseView {
             .find(|x| x.name == c)
             .map(|x| x.bureau.clone())
     };
+    let top_score = ex.alternatives.first().map_or(0.0, |a| a.1);
+    let case_type = case_type::classify(text, top_score).case_type;
+    let confidence = (!ex.alternatives.is_empty()).then(|| category_confidence(&ex.alternatives));
+    let sure = confidence.is_some_and(|c| c >= CATEGORY_ABSTAIN_BELOW);
+    let category = ex
+        .fields
+        .get("category")
+        .and_then(|v| v.value.as_str())
+        .map(String::from)
+        .filter(|_| case_type.dispatched() && sure);
     CaseView {
-        category: ex
-            .fields
-            .get("category")
-            .and_then(|v| v.value.as_str())
-            .map(String::from),
-        bureau: ex.bureau.clone(),
+        case_type,
+        abstained: case_type.dispatched() && !sure,
+        category_confidence: category.as_ref().and(confidence),
+        bureau: category.as_ref().and(ex.bureau.clone()),
+        category,
         fields: ex
             .fields
             .iter()
+            // The category is shown (with its calibrated confidence) only when it is chosen.
+            .filter(|(k, _)| k.as_str() != "category" || (case_type.dispatched() && sure))
             .map(|(k, v)| CaseField {
                 name: k.clone(),
                 label: label(k),
                 value: v.value.clone(),
-                confidence: v.confidence,
+                confidence: if k == "category" {
+                    confidence.unwrap_or(v.confidence)
+                } else {
+                    v.confidence
+                },
                 evidence: v.evidence.clone(),
             })
             .collect(),
@@ -138,11 +183,12 @@ pub async fn assist(
             .and_then(|t| t.check_rules(&call).into_iter().next())
     });
     let ex = extractor.clone();
-    let extraction =
-        tokio::task::spawn_blocking(move || ex.extract("case_report", &call)).await??;
+    let (extraction, call) =
+        tokio::task::spawn_blocking(move || ex.extract("case_report", &call).map(|x| (x, call)))
+            .await??;
     Ok(Assist {
         answer,
-        case: case_view(&extractor, &extraction),
+        case: case_view(&extractor, &extraction, &call),
         alert,
     })
 }

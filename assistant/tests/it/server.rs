@@ -401,6 +401,25 @@ fn case_flow(db: Db) {
     let a = a.json();
     assert_eq!(a["case"]["category"], "路燈不亮或損壞", "{a}");
     assert_eq!(a["case"]["bureau"], "工務局");
+    assert_eq!(a["case"]["case_type"], "通報", "{a}");
+    // A question gets its answer and no dispatch category (the agent can still pick one).
+    for question in [
+        "我媽媽住在信義區，她今年七十歲了，想問敬老卡要怎麼辦",
+        "我想問一下育兒津貼，我小孩上個月出生，是第二胎",
+    ] {
+        let q = agent.post("/api/assist", &json!({"text": question})).json();
+        assert_eq!(q["case"]["case_type"], "諮詢", "{q}");
+        assert!(q["case"]["category"].is_null(), "{q}");
+        assert!(q["case"]["bureau"].is_null(), "{q}");
+        assert!(
+            !q["case"]["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["name"] == "category"),
+            "{q}"
+        );
+    }
 
     let r = agent.post("/api/cases", &json!({"text": call}));
     assert_eq!(r.status, 201, "{}", r.body);
