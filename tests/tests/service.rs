@@ -159,7 +159,11 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
     b.click("#send");
     b.wait_for(".assistant .answer-text", 60);
     let answer = b.text(".assistant .answer-text");
-    assert!(answer.contains("敬老"), "{answer}");
+    // The lead says how to apply (the guide's name is in the citation below).
+    assert!(
+        answer.contains("申請") || answer.contains("區公所"),
+        "{answer}"
+    );
     b.wait_for(".citation", 10);
     let citation = b.text(".citation");
     assert!(citation.contains("敬老卡"), "{citation}");
@@ -172,6 +176,25 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
         "{guide}"
     );
     b.screenshot(&shots.join("resident-citation.png"));
+    b.click("#guide-close");
+
+    // A resident describing their situation is offered the benefits they may apply for.
+    b.type_into(
+        "#input",
+        "我今年67歲，一個人住在臺北市，是中低收入戶，想知道可以申請什麼",
+    );
+    b.click("#send");
+    b.wait_for(".benefits-box", 60);
+    let offered = b.text(".benefits-box");
+    assert!(offered.contains("您可能可以申請"), "{offered}");
+    assert!(offered.contains("敬老卡"), "{offered}");
+    assert!(!offered.contains("育兒"), "{offered}");
+    b.poll(
+        "document.querySelector('.benefits-box').scrollIntoView(); return 'shown';",
+        5,
+        |_| true,
+    );
+    b.screenshot(&shots.join("resident-benefits.png"));
 
     // Agent: sign in, analyse a call, create and dispatch the case.
     b.sign_in(&srv.base, "agent01", "agent-password-1", "/console");
@@ -183,6 +206,8 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
         |_| true,
     );
     assert_eq!(category, "路燈不亮或損壞");
+    let kind = b.text("#case-type");
+    assert!(kind.contains("通報"), "{kind}");
     b.wait_for("#suggestion .citation, #suggestion button", 20);
     b.click("#create-case");
     let case_status = "return document.querySelector('#case-status').innerText";

@@ -156,7 +156,7 @@ pub fn asked(question: &str) -> Asked {
     ]) && !has(&["多少天", "多少時間", "多久"])
     {
         Asked::Amount
-    } else if has(&["幾歲", "年紀", "年齡"]) || states_an_age(q) {
+    } else if has(&["幾歲", "年紀", "年齡"]) {
         Asked::Age
     } else if has(&[
         "多久",
@@ -187,7 +187,8 @@ pub fn asked(question: &str) -> Asked {
     }
 }
 
-/// 「我今年60歲了，應該可以辦了吧」: an age said in a question asks about the age limit.
+/// 「我今年60歲了，應該可以辦了吧」: an age said in a question that asks nothing else (no
+/// section intent) asks about the age limit; 「我媽70歲要怎麼辦」 asks how.
 fn states_an_age(q: &str) -> bool {
     let cs: Vec<char> = q.chars().collect();
     cs.windows(2)
@@ -341,13 +342,17 @@ impl<'q> Query<'q> {
     pub fn new(text: &'q str, intents: &'q [SectionKind]) -> Query<'q> {
         let terms = content_terms(text);
         let grams = terms.iter().flat_map(|t| bigrams(t)).collect();
+        let kind = match asked(text) {
+            Asked::YesNo | Asked::Other if intents.is_empty() && states_an_age(text) => Asked::Age,
+            k => k,
+        };
         Query {
             text,
             intents,
             topic: Vec::new(),
             terms,
             grams,
-            kind: asked(text),
+            kind,
         }
     }
 
@@ -378,6 +383,13 @@ impl<'q> Query<'q> {
         keep.iter().filter(|k| !**k).count()
     }
 
+    /// Drops the terms inside any of `words` (the intent cues the question used).
+    pub fn drop_terms(&mut self, words: &[String]) {
+        self.terms
+            .retain(|t| !words.iter().any(|w| w.contains(t.as_str())));
+        self.grams = self.terms.iter().flat_map(|t| bigrams(t)).collect();
+    }
+
     /// `s` without the guide's names: what a FAQ question asks beyond naming the service.
     fn without_topic(&self, s: &str) -> String {
         let mut out = knowledge::text::fold_for_matching(s);
@@ -389,6 +401,10 @@ impl<'q> Query<'q> {
         out
     }
 }
+
+/// Weight of a guide FAQ's question's closeness to the resident's (its answer is written for
+/// that question).
+const FAQ_HEADING_WEIGHT: f32 = 2.0;
 
 /// How close (character-bigram Jaccard) a guide FAQ's question must be to the resident's for
 /// its answer's opening verdict to be shown.
@@ -524,7 +540,7 @@ pub fn score<'a>(q: &Query<'_>, chunks: &[&'a Chunk]) -> Vec<Scored<'a>> {
                 // A guide FAQ whose question is close to the resident's: its answer opens
                 // with the direct answer.
                 let heading = jaccard(&heading_grams(s.chunk), &q_grams);
-                score += 1.2 * heading * if s.index == 0 { 1.0 } else { 0.5 };
+                score += FAQ_HEADING_WEIGHT * heading * if s.index == 0 { 1.0 } else { 0.5 };
             }
             if section == SectionKind::Overview && s.index == 0 && q.intents.is_empty() {
                 score += 0.2;

@@ -808,6 +808,16 @@ impl Answerer {
             topic.push(knowledge::text::fold_for_matching(&c.doc_title));
         }
         let named = q.set_topic(&topic);
+        // The words that said which section is wanted (「證件」 in 「要帶什麼證件」) do not
+        // pick a sentence within it.
+        let cues: Vec<String> = INTENTS
+            .iter()
+            .filter(|(_, kind)| intents.contains(kind))
+            .flat_map(|(cues, _)| cues.iter())
+            .filter(|c| question.contains(**c))
+            .map(|c| c.to_string())
+            .collect();
+        q.drop_terms(&cues);
         // FAQ corpora: one answer per document, so the lead comes from the best one; a guide's
         // lead may come from any of its sections (the section is then cited and shown).
         let pool: Vec<&Chunk> =

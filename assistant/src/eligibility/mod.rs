@@ -502,7 +502,11 @@ pub fn offer(
         .filter_map(|a| {
             let rule = book.benefits.iter().find(|b| b.id == a.benefit)?;
             let amount = match (a.amount, &a.unit) {
-                (Some(n), Some(u)) if n > 0 => Some(format!("{u}{}", number_with_commas(n))),
+                // 「每月（新臺幣元）」 reads 「每月 8,329 元」.
+                (Some(n), Some(u)) if n > 0 => Some(match u.strip_suffix("（新臺幣元）") {
+                    Some(per) => format!("{per} {} 元", number_with_commas(n)),
+                    None => format!("{u} {}", number_with_commas(n)),
+                }),
                 (Some(n), None) if n > 0 => Some(format!("新臺幣{}元", number_with_commas(n))),
                 _ => a.amount_text.clone(),
             };
