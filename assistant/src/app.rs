@@ -242,6 +242,29 @@ impl App {
         Ok(format!("http://{addr}"))
     }
 
+    /// Serves the pages and the API on `addr` until stopped (`assistant start`).
+    pub async fn serve(&self, index_dir: &Path, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+        let state = self.server_state(index_dir).await?;
+        http::serve(state, addr).await
+    }
+
+    /// Creates a staff account (`assistant user`), `admin` or `agent`, with an audit row.
+    pub fn create_user(&self, username: &str, password: &str, role: &str) -> anyhow::Result<()> {
+        let role = match role {
+            "agent" => http::Role::Agent,
+            "admin" => http::Role::Admin,
+            other => anyhow::bail!("unknown role {other} (agent or admin)"),
+        };
+        let db = self.db()?;
+        http::auth::create_user(&db, username, password, role)?;
+        db.audit(
+            "cli",
+            "user.create",
+            &format!("{}:{username}", role.as_str()),
+        )?;
+        Ok(())
+    }
+
     /// Everything the server needs: the index over the bundled guides and the uploads (only
     /// what changed is re-ingested), the models, the database, MyData and speech.
     pub async fn server_state(&self, index_dir: &Path) -> anyhow::Result<Arc<AppState>> {

@@ -95,6 +95,10 @@ function formatTime(unixSeconds, opts = {}) {
   return d.toLocaleString('zh-TW', o);
 }
 
+// The page's error line (the element whose id is `window.ERROR_LINE`).
+function showError(msg) { $(window.ERROR_LINE).textContent = msg; }
+function clearError() { $(window.ERROR_LINE).textContent = ''; }
+
 // ---------- Guide dialog (pages with #guide-dialog) ----------
 const guideCache = new Map();
 let guideOpener = null;

@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use assistant::app::App;
 use assistant::eligibility::{facts_from_text, suggest, Status};
 use serde::Deserialize;
@@ -36,14 +35,7 @@ struct Profile {
 }
 
 pub fn run(app: &App, a: &BenefitsArgs) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(&a.cases)
-        .with_context(|| format!("reading {}", a.cases.display()))?;
-    let profiles: Vec<Profile> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("line {}", i + 1)))
-        .collect::<anyhow::Result<_>>()?;
+    let profiles: Vec<Profile> = eval::queries::read_rows(&a.cases, "a profile", |_| Ok(()))?;
     let book = app.benefit_rules()?;
     let extractor = app.extractor(false)?;
     let (mut wanted, mut found, mut absurd, mut absurd_free) = (0usize, 0usize, 0usize, 0usize);

@@ -45,22 +45,12 @@ pub struct GoldRow {
 
 /// Reads a JSONL gold file; every pattern must compile.
 pub fn read_gold(path: &Path) -> anyhow::Result<Vec<GoldRow>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let row: GoldRow = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not a gold row", path.display(), i + 1))?;
+    crate::queries::read_rows(path, "a gold row", |row: &GoldRow| {
         for p in &row.must_not {
-            regex::Regex::new(p)
-                .with_context(|| format!("{}:{}: must_not {p:?}", path.display(), i + 1))?;
+            regex::Regex::new(p).with_context(|| format!("must_not {p:?}"))?;
         }
-        out.push(row);
-    }
-    Ok(out)
+        Ok(())
+    })
 }
 
 /// What the assistant did, as far as scoring is concerned.

@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use assistant::app::App;
 use assistant::intake::{case_view, category_confidence, CaseType, CATEGORY_ABSTAIN_BELOW};
 use serde::Deserialize;
@@ -93,14 +92,7 @@ fn reliability(pairs: &[(f32, bool)]) -> Vec<Value> {
 }
 
 pub fn run(app: &App, a: &IntakeArgs) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(&a.cases)
-        .with_context(|| format!("reading {}", a.cases.display()))?;
-    let rows: Vec<Row> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("line {}", i + 1)))
-        .collect::<anyhow::Result<_>>()?;
+    let rows: Vec<Row> = eval::queries::read_rows(&a.cases, "a call row", |_| Ok(()))?;
     let extractor = app.extractor(true)?;
     let (mut type_right, mut inquiries, mut inquiries_clean) = (0usize, 0usize, 0usize);
     let (mut dispatched, mut chosen, mut chosen_right, mut abstained) = (0usize, 0, 0, 0);

@@ -4,6 +4,7 @@
 mod answer_suite;
 mod asr_suite;
 mod benefits_suite;
+mod duplicates_suite;
 mod extract_suite;
 mod gold_suite;
 mod intake_suite;
@@ -74,6 +75,9 @@ enum Suite {
     /// Agent assist: case type, questions without a dispatch category, the category's
     /// accuracy, abstentions and calibration.
     Intake(intake_suite::IntakeArgs),
+    /// Duplicate reports: precision and recall of finding a report of the same pole (the
+    /// quoted pole numbers as truth, hidden from the matcher).
+    Duplicates(duplicates_suite::DuplicatesArgs),
 }
 
 #[derive(clap::Args)]
@@ -127,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Suite::Safety(args) => tokio::task::block_in_place(|| safety_suite::run(app, &args))?,
         Suite::Benefits(args) => benefits_suite::run(app, &args)?,
         Suite::Intake(args) => tokio::task::block_in_place(|| intake_suite::run(app, &args))?,
+        Suite::Duplicates(args) => duplicates_suite::run(&args)?,
     };
     println!("{}", serde_json::to_string(&summary)?);
     let mut failed = false;

@@ -14,7 +14,13 @@ pub struct GoldQuery {
     pub relevant: Vec<String>,
 }
 
-pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<GoldQuery>> {
+/// The rows of a JSONL file (blank lines skipped), each checked by `check`; errors name the
+/// file and line, and `what` a row should be.
+pub fn read_rows<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    check: impl Fn(&T) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<T>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
@@ -22,19 +28,21 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<GoldQuery>> {
         if line.trim().is_empty() {
             continue;
         }
-        let q: GoldQuery = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not a query object", path.display(), i + 1))?;
-        if q.relevant.is_empty() {
-            bail!(
-                "{}:{}: query `{}` lists no relevant documents",
-                path.display(),
-                i + 1,
-                q.id
-            );
-        }
-        out.push(q);
+        let row: T = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not {what}", path.display(), i + 1))?;
+        check(&row).with_context(|| format!("{}:{}", path.display(), i + 1))?;
+        out.push(row);
     }
     Ok(out)
+}
+
+pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<GoldQuery>> {
+    read_rows(path, "a query object", |q: &GoldQuery| {
+        if q.relevant.is_empty() {
+            bail!("query `{}` lists no relevant documents", q.id);
+        }
+        Ok(())
+    })
 }
 
 pub fn read_ids(path: &Path) -> anyhow::Result<HashSet<String>> {

@@ -256,7 +256,8 @@ fn jaccard(a: &HashSet<(char, char)>, b: &HashSet<(char, char)>) -> f32 {
     a.intersection(b).count() as f32 / a.union(b).count() as f32
 }
 
-/// Words that carry no topic: asking words, politeness, pronouns, time.
+/// Words that carry no topic: asking words, politeness, pronouns, time (also ignored by the
+/// answerer's coverage check).
 pub const GENERIC_WORDS: &[&str] = &[
     "今天",
     "明天",
@@ -289,6 +290,10 @@ pub const GENERIC_WORDS: &[&str] = &[
     "有沒有",
     "為什麼",
     "應該",
+];
+
+/// More question scaffolding that picks no sentence.
+const QUESTION_WORDS: &[&str] = &[
     "不知道",
     "要怎麼",
     "怎麼辦",
@@ -315,7 +320,11 @@ pub fn content_terms(question: &str) -> Vec<String> {
     let mut seen = HashSet::new();
     retrieval::tokenizer::terms(question)
         .into_iter()
-        .filter(|t| t.chars().count() >= 2 && !GENERIC_WORDS.contains(&t.as_str()))
+        .filter(|t| {
+            t.chars().count() >= 2
+                && !GENERIC_WORDS.contains(&t.as_str())
+                && !QUESTION_WORDS.contains(&t.as_str())
+        })
         .filter(|t| seen.insert(t.clone()))
         .collect()
 }

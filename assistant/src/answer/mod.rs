@@ -25,6 +25,7 @@ use retrieval::{Retriever, SearchHit, SearchOptions};
 use serde::{Deserialize, Serialize};
 
 use grounding::Passage;
+use lead::GENERIC_WORDS;
 use safety::{Alert, Triage};
 
 /// What the resident is told when the assistant will not answer.
@@ -384,41 +385,6 @@ pub fn asks_personal_data(question: &str) -> bool {
         || (!own && ["查詢", "查某"].iter().any(|w| q.contains(w)));
     data && person
 }
-
-/// Words that say nothing about which service is meant (ignored by [`Answerer::coverage`]).
-const GENERIC_WORDS: &[&str] = &[
-    "今天",
-    "明天",
-    "昨天",
-    "現在",
-    "目前",
-    "請問",
-    "可以",
-    "怎麼",
-    "如何",
-    "什麼",
-    "需要",
-    "我們",
-    "你們",
-    "他們",
-    "一下",
-    "知道",
-    "哪裡",
-    "多少",
-    "時候",
-    "還是",
-    "是否",
-    "幫忙",
-    "謝謝",
-    "你好",
-    "您好",
-    "想要",
-    "告訴",
-    "推薦",
-    "有沒有",
-    "為什麼",
-    "應該",
-];
 
 fn dense_similarity(hit: &SearchHit) -> Option<f32> {
     hit.contributions

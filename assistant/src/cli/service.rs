@@ -22,10 +22,9 @@ pub(super) async fn serve(
         .addr
         .parse()
         .map_err(|e| anyhow::anyhow!("server.addr {}: {e}", settings.server.addr))?;
-    let state = app.server_state(index_dir).await?;
     tracing::info!(%addr, "serving");
     eprintln!("1999 市民熱線智慧助理：http://{addr}/ （客服台 /console，管理 /admin）");
-    crate::http::serve(state, addr).await?;
+    app.serve(index_dir, addr).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -148,20 +147,9 @@ pub(super) async fn doctor(app: &App, index_dir: &std::path::Path) -> anyhow::Re
 
 /// `assistant user NAME --role agent|admin` (the password on standard input).
 pub(super) fn user(app: &App, username: &str, role: &str) -> anyhow::Result<ExitCode> {
-    let role = match role {
-        "agent" => crate::http::Role::Agent,
-        "admin" => crate::http::Role::Admin,
-        other => anyhow::bail!("unknown role {other} (agent or admin)"),
-    };
     let mut pw = String::new();
     std::io::stdin().read_line(&mut pw)?;
-    let db = app.db()?;
-    crate::http::auth::create_user(&db, username, pw.trim_end_matches(['\n', '\r']), role)?;
-    db.audit(
-        "cli",
-        "user.create",
-        &format!("{}:{username}", role.as_str()),
-    )?;
-    eprintln!("account {username} ({}) saved", role.as_str());
+    app.create_user(username, pw.trim_end_matches(['\n', '\r']), role)?;
+    eprintln!("account {username} ({role}) saved");
     Ok(ExitCode::SUCCESS)
 }

@@ -97,7 +97,7 @@ pub(super) async fn analyse_call(state: &AppState, text: String) -> ApiResult<se
     .map_err(ApiError::internal)?;
     // What the caller appears eligible for, from everything said so far.
     let benefits = if a.alert.is_none() {
-        let st = state.benefits.clone();
+        let (st, call) = (state.benefits.clone(), call.clone());
         let extractor = state.extractor.clone();
         tokio::task::spawn_blocking(move || {
             let on = crate::eligibility::today();
@@ -109,11 +109,13 @@ pub(super) async fn analyse_call(state: &AppState, text: String) -> ApiResult<se
     } else {
         Vec::new()
     };
+    let known = known_cases(state, &call, &a.case).await?;
     Ok(serde_json::json!({
         "answer": answer_view(&a.answer),
         "case": a.case,
         "alert": a.alert,
         "benefits": benefits,
+        "known": known,
     }))
 }
 
@@ -235,4 +237,56 @@ pub async fn list_cases(
     s.require(Role::Agent)?;
     let rows = state.db.call(|db| db.recent_cases(200)).await?;
     Ok(Json(rows))
+}
+
+/// The earlier cases that report the same problem as `call` (read as `case`): the same pole;
+/// the same place, category and words lately. Empty for a question.
+pub(super) async fn known_cases(
+    state: &AppState,
+    call: &str,
+    case: &crate::intake::CaseView,
+) -> ApiResult<Vec<serde_json::Value>> {
+    Ok(if case.case_type.dispatched() {
+        let cases = state.db.call(|db| db.recent_cases(500)).await?;
+        let field = |k: &str| {
+            case.fields
+                .iter()
+                .find(|f| f.name == k)
+                .and_then(|f| f.value.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let new = crate::intake::duplicates::Report {
+            district: field("district"),
+            place: field("road"),
+            description: crate::intake::duplicates::without_poles(call),
+            at: now() / 60,
+            // The poles the extractor read (any length), else seven-digit numbers said.
+            poles: case
+                .fields
+                .iter()
+                .find(|f| f.name == "pole_numbers")
+                .and_then(|f| f.value.as_array())
+                .map(|v| {
+                    v.iter()
+                        .filter_map(|p| p.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_else(|| crate::intake::duplicates::pole_numbers(call)),
+        };
+        crate::intake::duplicates::earlier_cases(&new, case.category.as_deref(), &cases)
+            .into_iter()
+            .take(3)
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.id,
+                    "status": c.status.as_str(),
+                    "category": c.category,
+                    "created": c.created,
+                })
+            })
+            .collect::<Vec<_>>()
+    } else {
+        Vec::new()
+    })
 }

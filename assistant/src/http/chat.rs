@@ -66,6 +66,9 @@ struct Final<'a> {
     /// 「您可能可以申請」: benefits for a resident who described their situation.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     benefits: Vec<crate::eligibility::Offered>,
+    /// A report of a problem already reported and open: 「已有民眾通報，處理中」.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    already_reported: Option<&'static str>,
     llm_status: &'a str,
     conversation_id: &'a str,
 }
@@ -253,7 +256,23 @@ async fn run_chat(
     } else {
         Vec::new()
     };
+    // A resident reporting a problem someone already reported hears that it is being handled.
+    let already_reported = if a.alert.is_none() && a.kind != crate::answer::AnswerKind::Refused {
+        let (ex, text) = (state.extractor.clone(), msg.to_string());
+        let view = tokio::task::spawn_blocking(move || {
+            ex.extract("case_report", &text)
+                .map(|x| crate::intake::case_view(&ex, &x, &text))
+        })
+        .await??;
+        let known = super::cases::known_cases(state, msg, &view)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        (!known.is_empty()).then_some("已有民眾通報相同的問題，市府正在處理中，感謝您的通報。")
+    } else {
+        None
+    };
     let fin = Final {
+        already_reported,
         benefits,
         follow_ups: crate::answer::chat::follow_ups(&kb.retriever, &a),
         answer: answer_view(&a),

@@ -7,12 +7,14 @@
 //!   `eval extract --schema case_report` use; the case's bureau comes from its category);
 //! - [`route`]: which bureau answers a free-form question or complaint (`assistant route`,
 //!   `eval route`);
+//! - [`duplicates`]: the same problem reported again (same pole; same place, days, words);
 //! - [`case_type`]: 諮詢, 通報 or 陳情 (only reports and complaints get a dispatch category);
 //! - [`case`]: the case record and its status transitions.
 
 pub mod case;
 pub mod case_type;
 pub mod category;
+pub mod duplicates;
 pub mod extract;
 pub mod route;
 

@@ -427,6 +427,42 @@ fn case_flow(db: Db) {
     let id = case["id"].as_str().unwrap().to_string();
     assert_eq!(case["status"], "draft");
     assert_eq!(case["category"], "路燈不亮或損壞");
+    // A second caller reports the same pole: the console shows the first case.
+    let again = agent
+        .post(
+            "/api/assist",
+            &json!({"text": "復興南路一段路口那支編號12345的路燈還是不亮，晚上很暗"}),
+        )
+        .json();
+    let known: Vec<&str> = again["known"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{again}"))
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(known, [case["id"].as_str().unwrap()], "{again}");
+    // Another pole elsewhere is not the same problem.
+    let other = agent
+        .post(
+            "/api/assist",
+            &json!({"text": "信義區松仁路的路燈編號99887不亮"}),
+        )
+        .json();
+    assert!(other["known"].as_array().unwrap().is_empty(), "{other}");
+    // A resident reporting it in the chat hears that it is already being handled.
+    let mut resident = Browser::open(&srv.base);
+    let r = resident.post(
+        "/api/chat",
+        &json!({"message": "復興南路一段路口編號12345的路燈不亮，麻煩派人來修"}),
+    );
+    let ev = events(&r.body);
+    let fin = &ev.last().unwrap().1;
+    assert!(
+        fin["already_reported"]
+            .as_str()
+            .is_some_and(|t| t.contains("已有民眾通報")),
+        "{fin}"
+    );
     assert_eq!(case["fields"]["district"], "大安區", "{case}");
 
     // Dispatch before confirmation is refused.
