@@ -670,8 +670,12 @@ impl Support {
     fn add(&mut self, text: &str) {
         let scan = Scan::new(text);
         self.text.extend(scan.cs.iter().chain(['\n'].iter()));
-        self.bare
-            .extend(scan.cs.iter().filter(|c| !c.is_whitespace()).chain(['\n'].iter()));
+        self.bare.extend(
+            scan.cs
+                .iter()
+                .filter(|c| !c.is_whitespace())
+                .chain(['\n'].iter()),
+        );
         for f in scan_facts(&scan) {
             let n = f.normalized;
             match f.kind {
@@ -956,8 +960,14 @@ mod tests {
             number: 1,
             text: "主要用途為「辦公室」、「一般 事務所」或「店舖」。",
         }];
-        assert_eq!(bad_in("用途為「一般 事務所」[1]或「一般事務所」[1]", &p), "");
-        assert_eq!(bad_in("用途為「一般 住宅」[1]", &p), "DocumentName 一般住宅");
+        assert_eq!(
+            bad_in("用途為「一般 事務所」[1]或「一般事務所」[1]", &p),
+            ""
+        );
+        assert_eq!(
+            bad_in("用途為「一般 住宅」[1]", &p),
+            "DocumentName 一般住宅"
+        );
     }
 
     #[test]

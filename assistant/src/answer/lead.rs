@@ -461,6 +461,11 @@ fn strip_verdict(s: &str) -> Option<&str> {
         .max_by_key(|rest| std::cmp::Reverse(rest.len()))
 }
 
+/// Whether a sentence introduces what follows it (ends with a colon).
+pub fn introduces(s: &str) -> bool {
+    s.ends_with(['：', ':'])
+}
+
 /// Every sentence of `chunks`, scored for `q`, best first.
 pub fn score<'a>(q: &Query<'_>, chunks: &[&'a Chunk]) -> Vec<Scored<'a>> {
     // FAQ questions are compared without the guide's names, which all of them share.
@@ -559,6 +564,10 @@ pub fn score<'a>(q: &Query<'_>, chunks: &[&'a Chunk]) -> Vec<Scored<'a>> {
             if s.text.contains("例如「") || s.text.contains("例如：「") {
                 score -= 0.6;
             }
+            // A legal preamble (「依據「…」規定略以：」) says nothing by itself.
+            if introduces(&s.text) && s.text.contains("略以") {
+                score -= 1.0;
+            }
             let len = s.text.chars().count();
             if len > 90 {
                 score -= 0.2;
@@ -583,9 +592,26 @@ pub fn choose<'a>(scored: &[Scored<'a>], max_chars: usize) -> Vec<Scored<'a>> {
     };
     let mut chosen = vec![best.clone()];
     let mut used = best.sentence.text.chars().count();
+    // A sentence that introduces a list (「應備證件如下：」) is followed by its first items.
+    while chosen.len() < 3 && introduces(&chosen[chosen.len() - 1].sentence.text) {
+        let last = &chosen[chosen.len() - 1].sentence;
+        let next = scored
+            .iter()
+            .find(|s| s.sentence.chunk.id == last.chunk.id && s.sentence.index == last.index + 1);
+        match next {
+            Some(n) if used + n.sentence.text.chars().count() <= max_chars => {
+                used += n.sentence.text.chars().count();
+                chosen.push(n.clone());
+            }
+            _ => break,
+        }
+    }
     for s in scored.iter().skip(1).take(8) {
         if chosen.len() >= 3 || s.score < best.score * 0.75 || s.score <= 0.3 {
             break;
+        }
+        if chosen.iter().any(|c| c.sentence.text == s.sentence.text) {
+            continue;
         }
         let len = s.sentence.text.chars().count();
         if used + len > max_chars {
@@ -636,6 +662,45 @@ mod tests {
         assert_eq!(strip_verdict("不會。"), Some(""));
         assert_eq!(strip_verdict("會員資格另計。"), None);
         assert_eq!(strip_verdict("可以到區公所辦。"), None);
+    }
+
+    #[test]
+    fn a_line_introducing_a_list_is_not_the_answer() {
+        let chunk = Chunk {
+            id: "d#0.0".into(),
+            doc_id: "d".into(),
+            doc_title: "停班停課".into(),
+            title_indexed: false,
+            bureau: None,
+            category: None,
+            section: SectionKind::Answer,
+            heading: "居住地與上班地點不同，如何認定？".into(),
+            text: "依據「天然災害停止上班及上課作業辦法」規定略以：\n\
+                   一、居住地區停止上班而服務機關照常上班時，給予停止上班登記。"
+                .into(),
+        };
+        let q = Query::new("天然災害停止上班及上課，居住地與上班地點不同怎麼認定", &[]);
+        let scored = score(&q, &[&chunk]);
+        assert!(
+            scored[0].sentence.text.starts_with("一、居住地區"),
+            "{:?}",
+            scored[0].sentence.text
+        );
+        // A list's introduction is followed by its first item.
+        let list = Chunk {
+            text: "應備證件如下：\n(一)申請書一份。\n(二)身分證影本。".into(),
+            ..chunk.clone()
+        };
+        let q = Query::new("要準備哪些證件", &[]);
+        let lead: Vec<String> = choose(&score(&q, &[&list]), 120)
+            .into_iter()
+            .map(|s| s.sentence.text)
+            .collect();
+        assert_eq!(
+            lead[..2],
+            ["應備證件如下：", "(一)申請書一份。"],
+            "{lead:?}"
+        );
     }
 
     #[test]

@@ -830,7 +830,16 @@ impl Answerer {
         };
         let text = chosen
             .iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(i, s)| {
+                // An introduction followed by its first item keeps its colon; the item cites.
+                let continued = chosen.get(i + 1).is_some_and(|n| {
+                    n.sentence.chunk.id == s.sentence.chunk.id
+                        && n.sentence.index == s.sentence.index + 1
+                });
+                if continued && lead::introduces(&s.sentence.text) {
+                    return s.sentence.text.clone();
+                }
                 let t = s.sentence.text.trim_end_matches(['：', ':']);
                 let t = if t.ends_with(['。', '！', '？', '；']) {
                     t.to_string()
