@@ -227,6 +227,19 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
         "{cases}; page status {status}"
     );
     assert_eq!(cases[0]["bureau"], "工務局");
+
+    // A second caller reports the same pole: the console names the first case before the
+    // agent creates another one.
+    b.type_into("#call-text", CALLS[0]);
+    b.click("#analyze");
+    let known = b.poll(
+        "const e = document.querySelector('#case-known'); return e && !e.hidden ? e.innerText : '';",
+        10,
+        |s| s.contains("已有民眾通報"),
+    );
+    let first = format!("案件 {}", cases[0]["id"].as_str().unwrap_or_default());
+    assert!(known.contains(&first), "{known} (expected {first})");
+    b.screenshot(&shots.join("agent-console-known-case.png"));
 }
 
 #[test]

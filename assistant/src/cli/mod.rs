@@ -9,11 +9,11 @@ mod intake;
 mod kb;
 mod service;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use retrieval::{Mode, SearchFilter, SearchOptions};
+use retrieval::{Mode, Retriever, SearchFilter, SearchOptions};
 
 use crate::app::App;
 
@@ -227,14 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             explain,
             json,
         } => {
-            let r = app.retriever(Some(&index_dir)).await?;
-            if r.num_documents() == 0 {
-                anyhow::bail!(
-                    "the index at {} is empty; run `assistant ingest {}` first",
-                    index_dir.display(),
-                    app.settings.paths.corpus.display()
-                );
-            }
+            let r = filled_retriever(&app, &index_dir).await?;
             let opts = SearchOptions {
                 k,
                 mode,
@@ -251,13 +244,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             no_llm,
         } => {
-            let r = app.retriever(Some(&index_dir)).await?;
+            let r = filled_retriever(&app, &index_dir).await?;
             let answerer = app.answerer(r, no_llm)?;
             answer::ask(&answerer, &question, json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Chat { no_llm } => {
-            let r = app.retriever(Some(&index_dir)).await?;
+            let r = filled_retriever(&app, &index_dir).await?;
             let answerer = app.answerer(r, no_llm)?;
             answer::chat(&app, &answerer).await?;
             Ok(ExitCode::SUCCESS)
@@ -269,4 +262,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { addr } => service::serve(app, &index_dir, addr).await,
         Command::User { username, role } => service::user(&app, &username, &role),
     }
+}
+
+/// The index at `index_dir`, refused when it holds nothing (every question would be handed
+/// off without saying why).
+async fn filled_retriever(app: &App, index_dir: &Path) -> anyhow::Result<Retriever> {
+    let r = app.retriever(Some(index_dir)).await?;
+    if r.num_documents() == 0 {
+        anyhow::bail!(
+            "the index at {} is empty; run `assistant ingest {}` (or `assistant start`) first",
+            index_dir.display(),
+            app.settings.paths.corpus.display()
+        );
+    }
+    Ok(r)
 }
