@@ -239,6 +239,14 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
     );
     let first = format!("案件 {}", cases[0]["id"].as_str().unwrap_or_default());
     assert!(known.contains(&first), "{known} (expected {first})");
+    // The agent links the call to that case instead of creating a duplicate.
+    b.click("#case-known .link-report");
+    let linked = b.poll(case_status, 10, |s| s.contains("已併入"));
+    assert!(linked.contains("共 2 位民眾通報"), "{linked}");
+    b.script(
+        "document.querySelector('#case-known').scrollIntoView(); return 'shown';",
+        json!([]),
+    );
     b.screenshot(&shots.join("agent-console-known-case.png"));
 }
 

@@ -229,6 +229,25 @@ pub async fn dispatch_case(
     Ok(Json(case))
 }
 
+/// `POST /api/cases/{id}/reports` (agents): a repeat report of this case, linked instead of
+/// creating a duplicate.
+pub async fn link_report(
+    State(state): State<Arc<AppState>>,
+    s: Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Case>> {
+    s.require(Role::Agent)?;
+    let mut case = load_case(&state, &id).await?;
+    case.add_report(now());
+    store_case(&state, &case).await?;
+    state.db.audit(
+        &s.actor(),
+        "case.link_report",
+        &format!("{} (reports {})", case.id, case.reports),
+    )?;
+    Ok(Json(case))
+}
+
 /// `GET /api/cases` (agents): the latest cases.
 pub async fn list_cases(
     State(state): State<Arc<AppState>>,
@@ -283,6 +302,7 @@ pub(super) async fn known_cases(
                     "status": c.status.as_str(),
                     "category": c.category,
                     "created": c.created,
+                    "reports": c.reports,
                 })
             })
             .collect::<Vec<_>>()

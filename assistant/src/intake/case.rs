@@ -46,6 +46,13 @@ pub struct Case {
     pub fields: serde_json::Map<String, serde_json::Value>,
     pub summary: String,
     pub created_by: String,
+    /// How many callers reported it: 1, plus every repeat report an agent linked to it.
+    #[serde(default = "one")]
+    pub reports: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 /// Why a transition was refused (the message is shown to the agent).
@@ -92,6 +99,7 @@ impl Case {
             fields,
             summary: text.chars().take(200).collect(),
             created_by,
+            reports: 1,
         }
     }
 
@@ -140,6 +148,13 @@ impl Case {
         self.status = CaseStatus::Dispatched;
         self.updated = at;
         Ok(())
+    }
+
+    /// Another caller reports the same problem: counted on this case, in any status (a
+    /// dispatched case's crew learns that it is still being reported).
+    pub fn add_report(&mut self, at: i64) {
+        self.reports += 1;
+        self.updated = at;
     }
 }
 

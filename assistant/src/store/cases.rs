@@ -4,7 +4,7 @@ use super::{params, Db, Result, Row};
 use crate::intake::case::{Case, CaseStatus};
 
 const CASE_COLUMNS: &str =
-    "id, created, updated, status, category, bureau, fields, summary, created_by";
+    "id, created, updated, status, category, bureau, fields, summary, created_by, reports";
 
 fn read_case(r: &Row) -> Case {
     Case {
@@ -17,6 +17,7 @@ fn read_case(r: &Row) -> Case {
         fields: serde_json::from_str(&r.text(6)).unwrap_or_default(),
         summary: r.text(7),
         created_by: r.text(8),
+        reports: r.int(9),
     }
 }
 
@@ -34,10 +35,10 @@ impl Db {
     pub fn save_case(&self, c: &Case) -> Result<()> {
         self.execute(
             &format!(
-                "INSERT INTO cases ({CASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                "INSERT INTO cases ({CASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
                  ON CONFLICT (id) DO UPDATE SET updated = excluded.updated, \
                  status = excluded.status, category = excluded.category, \
-                 bureau = excluded.bureau, fields = excluded.fields"
+                 bureau = excluded.bureau, fields = excluded.fields, reports = excluded.reports"
             ),
             params![
                 c.id,
@@ -48,7 +49,8 @@ impl Db {
                 c.bureau,
                 serde_json::to_string(&c.fields).unwrap_or_default(),
                 c.summary,
-                c.created_by
+                c.created_by,
+                c.reports
             ],
         )
         .map(|_| ())

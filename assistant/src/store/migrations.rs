@@ -100,4 +100,7 @@ pub const MIGRATIONS: &[&str] = &[
         created BIGINT NOT NULL,
         failures BIGINT NOT NULL
     );",
+    // 4: how many callers reported a case (an agent links a repeat report instead of creating a
+    // duplicate case).
+    "ALTER TABLE cases ADD COLUMN reports BIGINT NOT NULL DEFAULT 1;",
 ];

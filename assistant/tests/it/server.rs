@@ -491,6 +491,23 @@ fn case_flow(db: Db) {
     let list = agent.get("/api/cases").json();
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["status"], "dispatched");
+    assert_eq!(list[0]["reports"], 1);
+    // The second caller's report is linked to the case instead of becoming another one; a
+    // resident cannot do that.
+    let r = agent.post(&format!("/api/cases/{id}/reports"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let linked = r.json();
+    assert_eq!(
+        (linked["reports"].as_i64(), linked["status"].as_str()),
+        (Some(2), Some("dispatched"))
+    );
+    assert!(
+        resident
+            .post(&format!("/api/cases/{id}/reports"), &json!({}))
+            .status
+            >= 401
+    );
+    assert_eq!(agent.get("/api/cases").json()[0]["reports"], 2);
 
     // Agents are not administrators; the audit log has the case's history.
     assert_eq!(agent.get("/api/admin/audit").status, 403);
@@ -505,7 +522,15 @@ fn case_flow(db: Db) {
         .filter(|r| r["target"].as_str().unwrap_or_default().starts_with(&id))
         .map(|r| r["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["case.dispatch", "case.confirm", "case.create"]);
+    assert_eq!(
+        actions,
+        [
+            "case.link_report",
+            "case.dispatch",
+            "case.confirm",
+            "case.create"
+        ]
+    );
     // Logging out ends the staff session.
     assert_eq!(agent.post("/api/logout", &json!({})).status, 204);
     assert_eq!(agent.get("/api/cases").status, 401);
