@@ -99,6 +99,27 @@ function formatTime(unixSeconds, opts = {}) {
 function showError(msg) { $(window.ERROR_LINE).textContent = msg; }
 function clearError() { $(window.ERROR_LINE).textContent = ''; }
 
+// ---------- Page controls: 放大字體 (#large-text, remembered) and 登出 (#logout) ----------
+document.addEventListener('DOMContentLoaded', () => {
+  const large = $('large-text');
+  if (large) {
+    const sync = () => large.setAttribute('aria-pressed', String(document.documentElement.classList.contains('large')));
+    large.addEventListener('click', () => {
+      const on = document.documentElement.classList.toggle('large');
+      try { localStorage.setItem('hotline.largeText', on ? '1' : '0'); } catch (e) {}
+      sync();
+    });
+    sync();
+  }
+  const logout = $('logout');
+  if (logout) {
+    logout.addEventListener('click', async () => {
+      try { await api('POST', '/api/logout'); } catch (e) { /* leave anyway */ }
+      location.href = '/login';
+    });
+  }
+});
+
 // ---------- Guide dialog (pages with #guide-dialog) ----------
 const guideCache = new Map();
 let guideOpener = null;

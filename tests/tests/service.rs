@@ -177,6 +177,16 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
     );
     b.screenshot(&shots.join("resident-citation.png"));
     b.click("#guide-close");
+    // 放大字體 enlarges the page and says so to a screen reader.
+    b.click("#large-text");
+    let large = b.poll(
+        "return document.documentElement.classList.contains('large') + ' ' + \
+         document.querySelector('#large-text').getAttribute('aria-pressed');",
+        5,
+        |s| s == "true true",
+    );
+    assert_eq!(large, "true true");
+    b.click("#large-text");
 
     // A resident describing their situation is offered the benefits they may apply for.
     b.type_into(
@@ -248,6 +258,10 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
         json!([]),
     );
     b.screenshot(&shots.join("agent-console-known-case.png"));
+    // 登出 ends the session and returns to the sign-in page.
+    b.click("#logout");
+    let path = b.poll("return location.pathname;", 10, |p| p == "/login");
+    assert_eq!(path, "/login");
 }
 
 #[test]
