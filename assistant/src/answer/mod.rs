@@ -386,6 +386,29 @@ pub fn asks_personal_data(question: &str) -> bool {
     data && person
 }
 
+/// Verbs of asking for a service: what follows them is what the question is about.
+const APPLY_VERBS: &[&str] = &[
+    "申請", "請領", "申辦", "辦理", "辦", "領", "抽", "加入", "參加",
+];
+
+/// Whether `q` asks to apply for `name` (「還能申請租屋補貼嗎」 asks for 租屋補貼): the words right
+/// after an asking verb are mostly the name's (the same share as naming a guide at all). A verb
+/// saying what one already has (「有在領」「已領」「曾申請」) does not ask.
+fn asks_to_apply_for(q: &str, name: &str) -> bool {
+    let g = lead::bigram_set(name);
+    let len = name.chars().count() + 2;
+    let has_already = |i: usize| q[..i].ends_with(['在', '已', '有', '曾']);
+    !g.is_empty()
+        && APPLY_VERBS.iter().any(|v| {
+            q.match_indices(v)
+                .filter(|(i, _)| !has_already(*i))
+                .any(|(i, _)| {
+                    let after: String = q[i + v.len()..].chars().take(len).collect();
+                    g.intersection(&lead::bigram_set(&after)).count() * 4 >= g.len() * 3
+                })
+        })
+}
+
 fn dense_similarity(hit: &SearchHit) -> Option<f32> {
     hit.contributions
         .iter()
@@ -567,9 +590,23 @@ impl Answerer {
             })
             .map(|(_, d)| d.as_str())
             .collect();
+        docs.sort_unstable();
         docs.dedup();
-        let first = *docs.first()?;
-        docs.iter().all(|d| *d == first).then(|| first.to_string())
+        if docs.len() > 1 {
+            // Two guides named (「住進社會住宅了，還能申請租屋補貼嗎」): the question is about the
+            // one it asks to apply for.
+            let asked: Vec<&str> = self
+                .names
+                .iter()
+                .filter(|(n, d)| docs.contains(&d.as_str()) && asks_to_apply_for(&q, n))
+                .map(|(_, d)| d.as_str())
+                .collect();
+            return match asked.split_first() {
+                Some((first, rest)) if rest.iter().all(|d| d == first) => Some(first.to_string()),
+                _ => None,
+            };
+        }
+        docs.first().map(|d| d.to_string())
     }
 
     fn cancelled(&self) -> bool {
@@ -1039,6 +1076,7 @@ impl Answerer {
         tracing::debug!(
             confidence,
             covered,
+            named = ?named,
             coverage = hits
                 .first()
                 .map(|h| self.coverage(question, &h.chunk.doc_id))
@@ -1352,6 +1390,16 @@ fn ms(since: Instant) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guide_asked_for_is_the_one_after_the_verb() {
+        let q = "我已經住進社會住宅了，還能申請租屋補貼嗎";
+        assert!(asks_to_apply_for(q, "租屋補貼"));
+        assert!(!asks_to_apply_for(q, "社會住宅"));
+        let q = "我有在領租金補貼，還能抽社宅嗎";
+        assert!(asks_to_apply_for(q, "社宅") && !asks_to_apply_for(q, "租金補貼"));
+        assert!(!asks_to_apply_for("敬老卡遺失怎麼辦", "敬老卡"));
+    }
 
     #[test]
     fn intents_follow_the_question() {
