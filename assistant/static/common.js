@@ -4,6 +4,10 @@
 'use strict';
 
 const $ = (id) => document.getElementById(id);
+
+// The remembered font size (放大字體), applied before first paint: this file loads in <head>.
+try { if (localStorage.getItem('hotline.largeText') === '1') document.documentElement.classList.add('large'); } catch (e) {}
+
 let csrf = '';
 let sessionReady = null;
 

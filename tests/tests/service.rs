@@ -186,6 +186,15 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
         |s| s == "true true",
     );
     assert_eq!(large, "true true");
+    // The size is remembered on the next visit, before the page is drawn.
+    b.goto(&format!("{}/", srv.base));
+    let remembered = b.poll(
+        "return document.readyState === 'complete' ? \
+         String(document.documentElement.classList.contains('large')) : '';",
+        10,
+        |_| true,
+    );
+    assert_eq!(remembered, "true");
     b.click("#large-text");
 
     // A resident describing their situation is offered the benefits they may apply for.
