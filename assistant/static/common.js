@@ -124,20 +124,28 @@ document.addEventListener('DOMContentLoaded', () => {
   }
 });
 
-// ---------- Guide dialog (pages with #guide-dialog) ----------
+// ---------- Guide dialog (built on first use) ----------
 const guideCache = new Map();
 let guideOpener = null;
 
-document.addEventListener('DOMContentLoaded', () => {
-  const dialog = $('guide-dialog');
-  if (!dialog) return;
-  $('guide-close').addEventListener('click', () => dialog.close());
+// The dialog that shows a cited guide; closing it returns focus to what opened it.
+function guideDialog() {
+  let dialog = $('guide-dialog');
+  if (dialog) return dialog;
+  const close = el('button', { type: 'button', id: 'guide-close' }, '關閉');
+  dialog = el('dialog', { id: 'guide-dialog', 'aria-labelledby': 'guide-title' },
+    el('div', { class: 'dialog-head' },
+      el('div', {}, el('h2', { id: 'guide-title' }, '服務說明'), el('p', { id: 'guide-bureau' })), close),
+    el('div', { id: 'guide-body' }));
+  close.addEventListener('click', () => dialog.close());
   dialog.addEventListener('close', () => { if (guideOpener) guideOpener.focus(); guideOpener = null; });
-});
+  document.body.append(dialog);
+  return dialog;
+}
 
 // Opens the cited guide with the cited section highlighted and focused.
 async function openGuide(citation, opener) {
-  const dialog = $('guide-dialog');
+  const dialog = guideDialog();
   guideOpener = opener || document.activeElement;
   const body = $('guide-body');
   $('guide-title').textContent = citation.title || '服務說明';

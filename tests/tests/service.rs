@@ -177,6 +177,13 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
     );
     b.screenshot(&shots.join("resident-citation.png"));
     b.click("#guide-close");
+    // Closing the guide returns the keyboard focus to the citation that opened it.
+    let focus = b.poll(
+        "return document.querySelector('#guide-dialog').open ? '' : document.activeElement.className;",
+        5,
+        |_| true,
+    );
+    assert!(focus.contains("citation"), "focus on {focus:?}");
     // 放大字體 enlarges the page and says so to a screen reader.
     b.click("#large-text");
     let large = b.poll(
