@@ -243,9 +243,20 @@ impl App {
     }
 
     /// Serves the pages and the API on `addr` until stopped (`assistant start`).
-    pub async fn serve(&self, index_dir: &Path, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    /// Builds the server state (ingest, models, database, MyData), binds `addr`, calls `ready`
+    /// with the bound address (the moment a browser can connect) and serves until stopped.
+    pub async fn serve(
+        &self,
+        index_dir: &Path,
+        addr: std::net::SocketAddr,
+        ready: impl FnOnce(std::net::SocketAddr),
+    ) -> anyhow::Result<()> {
         let state = self.server_state(index_dir).await?;
-        http::serve(state, addr).await
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr} (is another server running there?)"))?;
+        ready(listener.local_addr()?);
+        http::serve_on(state, listener).await
     }
 
     /// Creates a staff account (`assistant user`), `admin` or `agent`, with an audit row.

@@ -22,9 +22,13 @@ pub(super) async fn serve(
         .addr
         .parse()
         .map_err(|e| anyhow::anyhow!("server.addr {}: {e}", settings.server.addr))?;
-    tracing::info!(%addr, "serving");
-    eprintln!("1999 市民熱線智慧助理：http://{addr}/ （客服台 /console，管理 /admin）");
-    app.serve(index_dir, addr).await?;
+    // The first start ingests the guides and loads the models before anyone can connect.
+    eprintln!("正在準備服務說明索引與模型（第一次啟動需要幾分鐘）…");
+    app.serve(index_dir, addr, |bound| {
+        tracing::info!(addr = %bound, "serving");
+        eprintln!("1999 市民熱線智慧助理：http://{bound}/ （客服台 /console，管理 /admin）");
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -341,15 +341,8 @@ pub fn purge(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves until Ctrl-C / SIGTERM, purging hourly.
-pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr} (is another server running there?)"))?;
-    serve_on(state, listener).await
-}
-
-/// Serves on a bound listener (tests bind port 0).
+/// Serves on a bound listener until Ctrl-C / SIGTERM, purging hourly (`App::serve` binds the
+/// configured address; tests bind port 0).
 pub async fn serve_on(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
