@@ -260,9 +260,13 @@ impl Client {
     pub fn new(base: &str) -> Client {
         Client {
             base: base.to_string(),
+            // A new connection per request: a POST on a pooled keep-alive connection that the
+            // server has just closed fails with "Unexpected EOF" and ureq retries only idempotent
+            // methods (a CI run lost the MyData flow test to it); browsers retry such requests.
             agent: ureq::AgentBuilder::new()
                 .redirects(0)
                 .timeout(Duration::from_secs(60))
+                .max_idle_connections(0)
                 .build(),
             cookie: None,
             csrf: None,
