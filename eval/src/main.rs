@@ -168,7 +168,16 @@ fn cache_key(corpus: &Path, index_questions: bool, app: &App) -> anyhow::Result<
     if meta.is_file() {
         h.update(std::fs::read(corpus)?);
     } else {
-        h.update(corpus.canonicalize()?.to_string_lossy().as_bytes());
+        // A folder by its path inside the checkout (`corpus/guides`), so a fresh clone elsewhere
+        // reuses the entry; ingesting updates it to the folder's contents.
+        let path = corpus.canonicalize()?;
+        let cwd = std::env::current_dir()?.canonicalize()?;
+        h.update(
+            path.strip_prefix(&cwd)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .as_bytes(),
+        );
     }
     h.update([index_questions as u8]);
     h.update(app.settings.retrieval.chunk.max_chars.to_le_bytes());
