@@ -677,6 +677,8 @@ fn household(t: &str, city_names: &[String], h: &mut Heard) {
 }
 
 fn situation(t: &str, h: &mut Heard) {
+    // 「沒有身障」「也沒有身障或原住民這些身分」: no certificate, so no disability level.
+    let no_disability = re(r"(沒有|不是|非|無)[^，。,；]{0,4}(身障|身心障礙|殘障)");
     if let Some(c) = disability().captures(t) {
         let level = c
             .get(1)
@@ -687,6 +689,15 @@ fn situation(t: &str, h: &mut Heard) {
             "disabled.disability_level",
             Fact::Text(level.to_string()),
             &c[0],
+        );
+    } else if let Some(m) = no_disability
+        .find_iter(t)
+        .find(|m| char_before(t, m.start()) != Some('有'))
+    {
+        h.set(
+            "disabled.disability_level",
+            Fact::Text("無".into()),
+            m.as_str(),
         );
     } else if let Some(cert) = certificate().find(t) {
         // 「重度腦性麻痺，有身障證明」: a level said just before the certificate.
@@ -859,12 +870,32 @@ fn situation(t: &str, h: &mut Heard) {
     let special = re(
         r"(家暴|被打|被[^，。,]{0,3}打|打我|受虐|保護令|庇護所|未婚懷孕|沒有結婚|未婚生子|失蹤|失聯|下落不明|不見了|男朋友跑了|服刑|坐牢|入獄|被抓去關|單親|獨自扶養|爸媽都不在|父母雙亡|父母都過世)",
     );
+    // 「家裡沒有什麼特殊狀況」「也沒有身障或原住民這些身分」: none of the statuses a benefit
+    // for a special group asks about (low income, disability, indigenous, special circumstances).
+    let none_special = re(
+        r"(沒有|沒|無|不具)[^，。,；]{0,3}特殊(?:狀況|情況|身分|身份|境遇)|沒有[^，。,；]{0,12}這些身(?:分|份)",
+    );
     if let Some(m) = special.find(t) {
         h.set(
             "applicant.special_circumstance",
             Fact::Bool(true),
             m.as_str(),
         );
+    } else if let Some(m) = none_special
+        .find_iter(t)
+        .find(|m| char_before(t, m.start()) != Some('有'))
+    {
+        let said = m.as_str();
+        h.set("applicant.special_circumstance", Fact::Bool(false), said);
+        for (fact, value) in [
+            ("household_status", Fact::Text("一般".into())),
+            ("disabled.disability_level", Fact::Text("無".into())),
+            ("applicant.indigenous", Fact::Bool(false)),
+        ] {
+            if !h.has(fact) {
+                h.set(fact, value, said);
+            }
+        }
     } else if let Some(m) = event_death().find(t) {
         if ["先生", "老公", "丈夫", "太太", "老婆"]
             .iter()
@@ -982,6 +1013,23 @@ mod tests {
         assert_eq!(f.0.get("applicant.has_lease"), Some(&Fact::Bool(false)));
         let f = heard("也沒有身障或原住民這些身分");
         assert_eq!(f.0.get("applicant.indigenous"), Some(&Fact::Bool(false)));
+        assert_eq!(text(&f, "disabled.disability_level").as_deref(), Some("無"));
+        assert_eq!(
+            f.0.get("applicant.special_circumstance"),
+            Some(&Fact::Bool(false)),
+            "「這些身分」 closes the list of special statuses"
+        );
+        let f = heard("爸媽都有穩定工作，家裡沒有什麼特殊狀況");
+        assert_eq!(text(&f, "household_status").as_deref(), Some("一般"));
+        assert_eq!(text(&f, "disabled.disability_level").as_deref(), Some("無"));
+        assert_eq!(f.0.get("applicant.indigenous"), Some(&Fact::Bool(false)));
+        // A question about a status states nothing.
+        let f = heard("不知道家裡有沒有特殊身分，孩子有沒有身障要怎麼認定");
+        assert_eq!(f.0.get("applicant.special_circumstance"), None);
+        assert_eq!(f.0.get("disabled.disability_level"), None);
+        // A stated status wins over the blanket 「沒有特殊狀況」.
+        let f = heard("我們是低收入戶，除此之外沒有什麼特殊狀況");
+        assert_eq!(text(&f, "household_status").as_deref(), Some("低收入戶"));
     }
 
     #[test]
