@@ -678,7 +678,7 @@ fn household(t: &str, city_names: &[String], h: &mut Heard) {
 
 fn situation(t: &str, h: &mut Heard) {
     // 「沒有身障」「也沒有身障或原住民這些身分」: no certificate, so no disability level.
-    let no_disability = re(r"(沒有|不是|非|無)[^，。,；]{0,4}(身障|身心障礙|殘障)");
+    let no_disability = re(r"(沒有|不是|非|無)(?:任何|什麼)?(身障|身心障礙|殘障)");
     if let Some(c) = disability().captures(t) {
         let level = c
             .get(1)
@@ -1025,6 +1025,11 @@ mod tests {
         assert_eq!(f.0.get("applicant.indigenous"), Some(&Fact::Bool(false)));
         // A question about a status states nothing.
         let f = heard("不知道家裡有沒有特殊身分，孩子有沒有身障要怎麼認定");
+        // Not applied for yet is not ruled out (a certificate can still be applied for).
+        assert_eq!(
+            heard("一直沒有去辦身障證明").0.get("disabled.disability_level"),
+            None
+        );
         assert_eq!(f.0.get("applicant.special_circumstance"), None);
         assert_eq!(f.0.get("disabled.disability_level"), None);
         // A stated status wins over the blanket 「沒有特殊狀況」.
