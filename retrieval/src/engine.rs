@@ -366,6 +366,11 @@ impl Retriever {
         out
     }
 
+    /// Every chunk, in no particular order.
+    pub fn chunks(&self) -> impl Iterator<Item = &Chunk> {
+        self.chunks.values()
+    }
+
     /// Every document's id and title, sorted by id.
     pub fn titles(&self) -> Vec<(String, String)> {
         let mut seen = std::collections::BTreeMap::new();

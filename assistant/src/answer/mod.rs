@@ -577,19 +577,23 @@ impl Answerer {
     }
 
     /// The one guide the question names: three quarters or more of a name's character bigrams
-    /// are in the question (「生小孩有補助」 names 「生小孩補助」).
+    /// are in the question (「生小孩有補助」 names 「生小孩補助」). A name that more than a fifth
+    /// of the other guides mention (「MyData」「1999」) is what the question goes through, not
+    /// the service it asks about (「在手機上用MyData驗證一定要接讀卡機嗎」 is for the identity
+    /// guide, 「國道上有坑洞，1999也可以報嗎」 for the pothole one): it names no guide.
     pub fn named_guide(&self, question: &str) -> Option<String> {
         let q = knowledge::text::fold_for_matching(question);
         let qg = lead::bigram_set(&q);
-        let mut docs: Vec<&str> = self
+        let said: Vec<(&str, &str)> = self
             .names
             .iter()
             .filter(|(n, _)| {
                 let g = lead::bigram_set(n);
                 !g.is_empty() && g.intersection(&qg).count() * 4 >= g.len() * 3
             })
-            .map(|(_, d)| d.as_str())
+            .map(|(n, d)| (n.as_str(), d.as_str()))
             .collect();
+        let mut docs: Vec<&str> = said.iter().map(|(_, d)| *d).collect();
         docs.sort_unstable();
         docs.dedup();
         if docs.len() > 1 {
@@ -606,7 +610,30 @@ impl Answerer {
                 _ => None,
             };
         }
-        docs.first().map(|d| d.to_string())
+        let generic = |n: &str, d: &str| self.mentions(n, d) * 5 > self.retriever.num_documents();
+        said.iter()
+            .find(|(n, d)| !generic(n, d))
+            .map(|(_, d)| d.to_string())
+    }
+
+    /// Whether a document of the corpus has one of the (folded) words in its title.
+    fn has_title_with(&self, words: &[String]) -> bool {
+        self.retriever.titles().iter().any(|(_, t)| {
+            let t = knowledge::text::fold_for_matching(t);
+            words.iter().any(|w| t.contains(w.as_str()))
+        })
+    }
+
+    /// How many guides other than `own` mention the (folded) name in their text.
+    fn mentions(&self, name: &str, own: &str) -> usize {
+        self.retriever
+            .chunks()
+            .filter(|c| {
+                c.doc_id != own && knowledge::text::fold_for_matching(&c.text).contains(name)
+            })
+            .map(|c| c.doc_id.as_str())
+            .collect::<HashSet<&str>>()
+            .len()
     }
 
     fn cancelled(&self) -> bool {
@@ -962,7 +989,8 @@ impl Answerer {
         if asks_personal_data(&question) {
             return Screen::Reply(AnswerKind::Handoff, format!("{PRIVACY_TEXT}{HANDOFF_TEXT}"));
         }
-        if scope::out_of_scope(&question) {
+        let topics = scope::out_of_scope(&question);
+        if !topics.is_empty() && !self.has_title_with(&topics) {
             return Screen::Reply(AnswerKind::Handoff, HANDOFF_TEXT.into());
         }
         if rewritten {

@@ -1027,7 +1027,9 @@ mod tests {
         let f = heard("不知道家裡有沒有特殊身分，孩子有沒有身障要怎麼認定");
         // Not applied for yet is not ruled out (a certificate can still be applied for).
         assert_eq!(
-            heard("一直沒有去辦身障證明").0.get("disabled.disability_level"),
+            heard("一直沒有去辦身障證明")
+                .0
+                .get("disabled.disability_level"),
             None
         );
         assert_eq!(f.0.get("applicant.special_circumstance"), None);

@@ -402,3 +402,96 @@ async fn a_reply_copied_from_a_passage_without_its_marker_is_attributed_and_kept
     let (a, _) = ask_with("敬老卡要帶什麼證件？[1]", "敬老卡要帶什麼證件？").await;
     assert_eq!(a.kind, AnswerKind::Extractive);
 }
+
+async fn named_env() -> Answerer {
+    let loaded =
+        knowledge::load_path(&repo().join("corpus/guides"), &LoadOptions::default()).unwrap();
+    let names = assistant::answer::guide_names(loaded.documents.iter().map(|d| &d.document));
+    Answerer::new(knowledge_base().await, None, config()).with_names(names)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_most_guides_mention_is_the_channel_not_the_service() {
+    let a = named_env().await;
+    // 「生小孩補助」 is the birth allowance's own name: it picks the guide.
+    assert_eq!(
+        a.named_guide("請問生小孩有補助嗎 大概多少錢").as_deref(),
+        Some("birth-allowance")
+    );
+    assert_eq!(
+        a.named_guide("急難救助送件以後要多久才會核下來").as_deref(),
+        Some("emergency-relief")
+    );
+    // 「MyData」 and 「1999」 are titles of guides too, but most guides mention them: the
+    // question goes through them and is about something else.
+    assert_eq!(
+        a.named_guide("在手機上用MyData驗證一定要接讀卡機嗎？"),
+        None
+    );
+    assert_eq!(a.named_guide("國道上有坑洞，1999也可以報嗎"), None);
+    assert_eq!(
+        a.named_guide("我們大樓中庭的燈壞了，1999會派人來修嗎"),
+        None
+    );
+    let ans = a
+        .answer(
+            "國道上有坑洞，1999也可以報嗎",
+            &AskContext::default(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ans.doc_id.as_deref(),
+        Some("road-pothole-report"),
+        "{}",
+        ans.answer
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_topic_outside_city_guides_is_answered_where_the_corpus_has_it() {
+    // The bundled guides have nothing on films: handed off whatever retrieval finds.
+    let a = Answerer::new(knowledge_base().await, None, config());
+    let ans = a
+        .answer(
+            "市立電影館的借閱證要帶什麼證件",
+            &AskContext::default(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert!(ans.handoff, "{}", ans.answer);
+    // A corpus with a guide about the film archive answers it from that guide.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("film-archive-card.md"),
+        "+++\nid = \"film-archive-card\"\ntitle = \"市立電影館借閱證\"\nbureau = \"文化局\"\n\
+         category = \"文化\"\n+++\n\n市立電影館的借閱證已經停辦，改為申辦電影館之友會員卡。\n\n\
+         ## 應備文件\n\n本人身分證正本，未成年人另附法定代理人同意書。\n",
+    )
+    .unwrap();
+    let mut r = Retriever::open(None, Arc::new(NgramEmbedder), RetrieverConfig::default())
+        .await
+        .unwrap();
+    assistant::kb::ingest(
+        &mut r,
+        &[dir.path().to_path_buf()],
+        &LoadOptions::default(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    let a = Answerer::new(Arc::new(r), None, config());
+    let ans = a
+        .answer(
+            "市立電影館的借閱證要帶什麼證件",
+            &AskContext::default(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert!(!ans.handoff, "{}", ans.answer);
+    assert_eq!(ans.doc_id.as_deref(), Some("film-archive-card"));
+    assert!(ans.answer.contains("身分證"), "{}", ans.answer);
+}
