@@ -13,6 +13,7 @@
 //! domain modules never import `http`, `cli` or [`app`], and each library section takes its own
 //! settings, never the whole [`config::Settings`].
 
+pub mod analytics;
 pub mod answer;
 pub mod app;
 pub mod cli;

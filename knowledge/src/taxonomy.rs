@@ -106,11 +106,16 @@ impl Taxonomy {
         })
     }
 
-    /// The category of a current or former name.
+    /// The category of a current or former name. Compatibility ideographs (「行」 U+FA08 for
+    /// 「行」 U+884C, as some published records have them) read as the characters they stand
+    /// for.
     pub fn category(&self, name: &str) -> Option<&Category> {
-        self.categories
-            .iter()
-            .find(|c| c.name == name || c.former_names.iter().any(|f| f == name))
+        let is = |c: &Category, n: &str| c.name == n || c.former_names.iter().any(|f| f == n);
+        self.categories.iter().find(|c| is(c, name)).or_else(|| {
+            use unicode_normalization::UnicodeNormalization;
+            let n: String = name.nfkc().collect();
+            self.categories.iter().find(|c| is(c, &n))
+        })
     }
 }
 
@@ -126,6 +131,14 @@ mod tests {
         assert_eq!(t.districts.len(), 12);
         let lamp = t.category("路燈故障或設施損壞").unwrap();
         assert_eq!(lamp.name, "路燈不亮或損壞");
+        // As published in 2026, with four compatibility ideographs.
+        let river = t
+            .category("河濱公園自\u{fa08}\u{f902}道及堤外\u{f965}道破損、散\u{f918}物、油漬及樹倒")
+            .unwrap();
+        assert_eq!(
+            river.name,
+            "河濱公園自行車道及堤外便道破損、散落物、油漬及樹倒"
+        );
         assert!(t.categories.iter().all(|c| !c.keywords.is_empty()));
     }
 }

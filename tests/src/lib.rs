@@ -331,6 +331,15 @@ impl Client {
         self.finish(r)
     }
 
+    /// POSTs a file's bytes as they are (an upload such as a `.csv.gz`).
+    pub fn post_bytes(&mut self, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        let r = self
+            .req("POST", path)
+            .set("Content-Type", content_type)
+            .send_bytes(body);
+        self.finish(r)
+    }
+
     /// Signs in; on success the session's new CSRF token is used from then on.
     pub fn login(&mut self, user: &str, password: &str) -> Reply {
         let r = self.post(

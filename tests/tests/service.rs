@@ -281,6 +281,219 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
 }
 
 #[test]
+fn the_analytics_page_draws_trends_heatmap_hotspots_and_the_console_shows_a_spike() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(dir.path(), &[]);
+    srv.add_user("admin01", "admin-password-1", "admin");
+    srv.add_user("agent01", "agent-password-1", "agent");
+    let shots = repo_root().join("target/e2e/screenshots");
+
+    // Dispatch records as the city publishes them (立案日期 YYYYMMDD, 立案時間 HHMMSS): 120 days
+    // ending 2026-05-31 with 1–3 reports a day for each category and district, 15 more broken
+    // streetlights in 內湖區 on the last day, and one address asking for bulky-waste pickup six
+    // times.
+    let categories = ["路燈不亮或損壞", "大型廢棄物清運聯繫", "市區道路坑洞處理"];
+    let places = [
+        ("內湖區", "瑞光里", "瑞光路"),
+        ("內湖區", "西湖里", "內湖路一段"),
+        ("大安區", "仁愛里", "仁愛路四段"),
+        ("大安區", "龍安里", "新生南路三段"),
+    ];
+    let days: Vec<String> = [(2, 28), (3, 31), (4, 30), (5, 31)]
+        .into_iter()
+        .flat_map(|(m, n)| (1..=n).map(move |d| format!("2026{m:02}{d:02}")))
+        .collect();
+    assert_eq!(days.len(), 120);
+    let mut csv = String::from("案件編號,派工項目,案件地址,立案日期,立案時間\n");
+    let (mut total, mut in_may, mut n) = (0usize, 0usize, 0usize);
+    for (i, day) in days.iter().enumerate() {
+        let mut rows: Vec<(&str, String, usize)> = Vec::new();
+        for (c, &category) in categories.iter().enumerate() {
+            for d in 0..2 {
+                for k in 0..1 + (i + c + 2 * d) % 3 {
+                    let (district, village, road) = places[2 * d + k % 2];
+                    n += 1;
+                    // Each steady report in a lane of its own: only the planted address repeats.
+                    let address = format!(
+                        "{district}臺北市{district}{village}{:03}鄰{road}{}巷{}號",
+                        1 + n % 20,
+                        100 + n,
+                        1 + n % 30
+                    );
+                    rows.push((category, address, 7 + n * 7 % 15));
+                }
+            }
+        }
+        if day.as_str() == "20260531" {
+            for k in 0..15 {
+                n += 1;
+                let address = format!(
+                    "內湖區臺北市內湖區瑞光里006鄰瑞光路{}巷{}號",
+                    100 + n,
+                    1 + k
+                );
+                rows.push(("路燈不亮或損壞", address, 18 + k % 5));
+            }
+        }
+        if i % 20 == 10 {
+            let address = "大安區臺北市大安區仁愛里010鄰仁愛路四段27巷5號".to_string();
+            rows.push(("大型廢棄物清運聯繫", address, 10));
+        }
+        for (seq, (category, address, hour)) in rows.into_iter().enumerate() {
+            let minute = seq * 13 % 60;
+            csv.push_str(&format!(
+                "{day}{:05},{category},{address},{day},{hour:02}{minute:02}00\n",
+                seq + 1
+            ));
+            total += 1;
+            if day.starts_with("202605") {
+                in_may += 1;
+            }
+        }
+    }
+    let file = dir.path().join("dispatch.csv");
+    std::fs::write(&file, csv.as_bytes()).unwrap();
+
+    // An administrator uploads the file and follows the import job to its end.
+    let mut admin = Client::open(&srv.base);
+    assert_eq!(admin.login("admin01", "admin-password-1").status, 200);
+    let started = admin.post_bytes(
+        "/api/analytics/import",
+        "application/octet-stream",
+        &std::fs::read(&file).unwrap(),
+    );
+    assert_eq!(started.status, 202, "{}", started.body);
+    let job = started.json()["job"]
+        .as_str()
+        .expect("a job id")
+        .to_string();
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    let progress = loop {
+        let j = admin.get(&format!("/api/admin/jobs/{job}")).json();
+        if j["state"] != "running" || std::time::Instant::now() > until {
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(progress["state"], "done", "{progress}");
+    let summary = admin.get("/api/analytics/summary").json();
+    assert_eq!(summary["rows"], total as u64, "{summary}");
+    assert_eq!(summary["last_day"], "2026-05-31", "{summary}");
+    // The burst is the last day's most unusual cell; the planted address is a repeat.
+    let spikes = admin.get("/api/analytics/spikes").json();
+    assert_eq!(spikes["date"], "2026-05-31", "{spikes}");
+    assert_eq!(spikes["spikes"][0]["district"], "內湖區", "{spikes}");
+    assert_eq!(
+        spikes["spikes"][0]["category"], "路燈不亮或損壞",
+        "{spikes}"
+    );
+    let repeats = admin.get("/api/analytics/repeats?min=3").json();
+    let planted = repeats.as_array().unwrap().iter().find(|r| {
+        r["address"]
+            .as_str()
+            .is_some_and(|a| a.contains("仁愛路四段27巷"))
+    });
+    assert_eq!(
+        planted.map(|r| r["count"].clone()),
+        Some(json!(6)),
+        "{repeats}"
+    );
+
+    // The page: trend, heatmap and hotspots drawn over the default period (the last 12 months,
+    // clipped to the data).
+    let b = Browser::start();
+    b.sign_in(&srv.base, "admin01", "admin-password-1", "/analytics");
+    for chart in ["#trend-chart", "#heatmap", "#district-chart"] {
+        b.wait_for(&format!("{chart}[data-ready=\"1\"]"), 60);
+    }
+    let months = b.script(
+        "return [...document.querySelectorAll('#trend-table tbody tr')].map(r => r.dataset.key).join(' ');",
+        json!([]),
+    );
+    assert_eq!(months, "2026-02 2026-03 2026-04 2026-05");
+    let may = b.script(
+        "return document.querySelector('#trend-table tr[data-key=\"2026-05\"] td').textContent.replace(/\\D/g, '');",
+        json!([]),
+    );
+    assert_eq!(may, in_may.to_string().as_str());
+    assert_eq!(
+        b.script(
+            "return document.querySelectorAll('#trend-chart path.line').length;",
+            json!([])
+        ),
+        1
+    );
+    assert_eq!(
+        b.script(
+            "return document.querySelectorAll('#heatmap rect.cell').length;",
+            json!([])
+        ),
+        7 * 24
+    );
+    let villages = b.poll(
+        "const t = document.querySelector('#village-table'); return t.dataset.ready === '1' ? t.innerText : '';",
+        30,
+        |_| true,
+    );
+    assert!(villages.contains("瑞光里"), "{villages}");
+    let spotted = b.poll(
+        "const s = document.querySelector('#spikes'); return s.dataset.ready === '1' ? s.innerText : '';",
+        30,
+        |_| true,
+    );
+    assert!(
+        spotted.contains("內湖區") && spotted.contains("路燈不亮或損壞"),
+        "{spotted}"
+    );
+    let repeated = b.poll(
+        "const t = document.querySelector('#repeats-table'); return t.dataset.ready === '1' ? t.innerText : '';",
+        30,
+        |_| true,
+    );
+    assert!(repeated.contains("仁愛路四段27巷"), "{repeated}");
+    // Only administrators get the import card.
+    assert_eq!(
+        b.script(
+            "return document.querySelector('#import-card').hidden;",
+            json!([])
+        ),
+        json!(false)
+    );
+    b.script(
+        "document.querySelector('#trend-title').scrollIntoView(); return 'shown';",
+        json!([]),
+    );
+    b.screenshot(&shots.join("analytics-trend.png"));
+    b.script(
+        "document.querySelector('#heatmap').scrollIntoView({block: 'center'}); return 'shown';",
+        json!([]),
+    );
+    b.screenshot(&shots.join("analytics-heatmap.png"));
+    b.script(
+        "document.querySelector('#hotspots-title').scrollIntoView(); return 'shown';",
+        json!([]),
+    );
+    b.screenshot(&shots.join("analytics-hotspots.png"));
+
+    // An agent's console warns about the spike and links to the analysis.
+    b.click("#logout");
+    let path = b.poll("return location.pathname;", 10, |p| p == "/login");
+    assert_eq!(path, "/login");
+    b.sign_in(&srv.base, "agent01", "agent-password-1", "/console");
+    let banner = b.poll(
+        "const e = document.querySelector('#spike-banner'); \
+         return e && !e.hidden && e.getClientRects().length ? e.innerText : '';",
+        30,
+        |s| s.contains("內湖區"),
+    );
+    assert!(
+        banner.contains("內湖區") && banner.contains("路燈不亮或損壞"),
+        "{banner}"
+    );
+    b.screenshot(&shots.join("console-spike-banner.png"));
+}
+
+#[test]
 fn two_hundred_chat_clients_get_answers_or_503s_with_retry_after_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     // No per-session or per-address limit here (all 200 clients share 127.0.0.1): every client

@@ -155,10 +155,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Decision support from the 1999 case history: import published dispatch records, and
+    /// look at counts, spikes and repeat locations.
+    Analytics {
+        #[command(subcommand)]
+        what: AnalyticsCommand,
+    },
     /// Set everything up (model assets), ingest the bundled corpus, and serve.
     Start {
         #[arg(long)]
         addr: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AnalyticsCommand {
+    /// Import 1999 dispatch CSV files (`.csv` or `.csv.gz`; 案件編號,派工項目,案件地址,立案日期,
+    /// 立案時間) into the database; importing a file again adds nothing.
+    Import {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Spikes of a day (default: the last day with records).
+    Spikes {
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Counts grouped by day, week, month, hour, weekday, weekday_hour, district, village or
+    /// category.
+    Counts {
+        #[arg(long, default_value = "month")]
+        by: String,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        district: Option<String>,
     },
 }
 
@@ -195,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => service::doctor(&app, &index_dir).await,
+        Command::Analytics { what } => tokio::task::block_in_place(|| analytics_cmd(&app, what)),
         Command::Route { text, dense } => intake::route(&app, &text, dense),
         Command::Benefits { text, on, json } => benefits::benefits_cmd(&app, &text, on, json),
         Command::Transcribe {
@@ -276,4 +312,83 @@ async fn filled_retriever(app: &App, index_dir: &Path) -> anyhow::Result<Retriev
         );
     }
     Ok(r)
+}
+
+fn analytics_cmd(app: &App, what: AnalyticsCommand) -> anyhow::Result<ExitCode> {
+    use crate::analytics::{self, By, Filter, History};
+    let db = app.db()?;
+    let taxonomy = knowledge::taxonomy::Taxonomy::load(&app.settings.paths.cases)?;
+    let day = |s: &Option<String>| -> anyhow::Result<Option<i64>> {
+        s.as_deref()
+            .map(|d| {
+                analytics::parse_iso(d)
+                    .ok_or_else(|| anyhow::anyhow!("not a date (YYYY-MM-DD): {d}"))
+            })
+            .transpose()
+    };
+    match what {
+        AnalyticsCommand::Import { paths } => {
+            for path in paths {
+                let started = std::time::Instant::now();
+                let mut last = std::time::Instant::now();
+                let report =
+                    analytics::import::import_file(&db, &taxonomy, &path, &mut |done, total| {
+                        if last.elapsed().as_secs() >= 2 && total > 0 {
+                            last = std::time::Instant::now();
+                            eprintln!(
+                                "  {}: {:.0}%",
+                                path.display(),
+                                done as f64 * 100.0 / total as f64
+                            );
+                        }
+                    })?;
+                println!(
+                    "{}: {} ({:.1} s)",
+                    path.display(),
+                    report.summary(),
+                    started.elapsed().as_secs_f64()
+                );
+                println!("{}", serde_json::to_string(&report)?);
+            }
+        }
+        AnalyticsCommand::Spikes { date } => {
+            let mut h = History::new(&taxonomy);
+            h.refresh(&db)?;
+            let Some((_, last)) = h.span() else {
+                println!("尚未匯入案件資料（assistant analytics import FILE）");
+                return Ok(ExitCode::SUCCESS);
+            };
+            let d = day(&date)?.unwrap_or(last);
+            let spikes = h.spikes(d, None);
+            println!("{}：{} 個異常激增", analytics::iso(d), spikes.len());
+            for s in spikes {
+                println!(
+                    "  {} {}（{}）：{} 件，平常約 {:.1} 件（{:.1} 倍，p = {:.1e}）",
+                    s.district, s.category, s.bureau, s.count, s.expected, s.ratio, s.p_value
+                );
+            }
+        }
+        AnalyticsCommand::Counts {
+            by,
+            from,
+            to,
+            category,
+            district,
+        } => {
+            let by = By::parse(&by).ok_or_else(|| anyhow::anyhow!("unknown grouping {by}"))?;
+            let mut h = History::new(&taxonomy);
+            h.refresh(&db)?;
+            let f = Filter {
+                from: day(&from)?,
+                to: day(&to)?,
+                category,
+                district,
+                categories: None,
+            };
+            for (k, n) in h.counts(&f, by) {
+                println!("{k}\t{n}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -25,14 +25,14 @@ pub struct Job {
 pub struct Jobs(Arc<Mutex<HashMap<String, Job>>>);
 
 impl Jobs {
-    fn set(&self, id: &str, job: Job) {
+    pub(crate) fn set(&self, id: &str, job: Job) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_string(), job);
     }
 
-    fn update(&self, id: &str, f: impl FnOnce(&mut Job)) {
+    pub(crate) fn update(&self, id: &str, f: impl FnOnce(&mut Job)) {
         if let Some(j) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
             f(j);
         }

@@ -221,6 +221,11 @@ pub async fn dispatch_case(
     let mut case = load_case(&state, &id).await?;
     case.dispatch(req.bureau, now()).map_err(case_error)?;
     store_case(&state, &case).await?;
+    // The dispatched case joins the history the analytics read.
+    if let Some(r) = crate::analytics::record_of_case(&case, state.extractor.taxonomy()) {
+        let db = state.db.clone();
+        db.call(move |db| db.add_case_records(&[r])).await?;
+    }
     state.db.audit(
         &s.actor(),
         "case.dispatch",

@@ -32,6 +32,7 @@ use models::llm::ChatModel;
 use retrieval::Retriever;
 
 mod admin;
+mod analytics;
 pub mod auth;
 mod calls;
 mod cases;
@@ -94,6 +95,8 @@ pub struct AppState {
     pub voice_settings: crate::voice::VoiceSettings,
     /// Calls being transcribed at once.
     pub calls: Arc<Semaphore>,
+    /// The case history for decision support (loaded on first use, following the database).
+    pub history: Arc<std::sync::RwLock<crate::analytics::History>>,
 }
 
 /// What [`AppState::new`] is built from.
@@ -150,6 +153,9 @@ impl AppState {
             })),
             llm: p.llm,
             walkthroughs: p.walkthroughs,
+            history: Arc::new(std::sync::RwLock::new(crate::analytics::History::new(
+                p.extractor.taxonomy(),
+            ))),
             extractor: Arc::new(p.extractor),
             triage: p.triage,
             entities: p.entities,
@@ -266,7 +272,15 @@ pub type ApiResult<T> = Result<T, ApiError>;
 pub fn router(state: Arc<AppState>) -> axum::Router {
     let mut r = axum::Router::new();
     for route in openapi::routes() {
-        r = r.route(route.path, route.handler);
+        let handler = if route.path == "/api/analytics/import" {
+            // A year of dispatch records is tens of megabytes.
+            route.handler.layer(axum::extract::DefaultBodyLimit::max(
+                analytics::IMPORT_MAX_BYTES,
+            ))
+        } else {
+            route.handler
+        };
+        r = r.route(route.path, handler);
     }
     r.fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -9,7 +9,8 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::{
-    admin, auth, calls, cases, chat, health, metrics, mydata_routes, openai, pages, AppState,
+    admin, analytics, auth, calls, cases, chat, health, metrics, mydata_routes, openai, pages,
+    AppState,
 };
 
 /// One route.
@@ -47,6 +48,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/apply", "public", "MyData pre-filled application page", &[], "text/html", pages::apply),
         route!(get, "/console", "public", "Agent console page (asks for a login)", &[], "text/html", pages::console),
         route!(get, "/admin", "public", "Administrator page (asks for a login)", &[], "text/html", pages::admin),
+        route!(get, "/analytics", "public", "Case analytics and decision support page (asks for a login)", &[], "text/html", pages::analytics),
         route!(get, "/login", "public", "Sign-in page", &[], "text/html", pages::login),
         route!(get, "/static/common.js", "public", "Script shared by the pages", &[], "text/javascript", pages::common_js),
         route!(get, "/static/common.css", "public", "Styles shared by the pages", &[], "text/css", pages::common_css),
@@ -81,6 +83,12 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/api/cases/{id}/reports", "agent", "Link a repeat report to this case instead of creating a duplicate", &[], "Case (reports counted)", cases::link_report),
         route!(get, "/api/handoffs", "agent", "Conversations waiting for a person", &[], "[{conversation_id, time, last_question}]", chat::handoffs),
         route!(get, "/api/conversations/{id}", "agent", "A conversation's exchanges", &[], "{id, exchanges: [{question, answer, doc_id}]}", chat::conversation_view),
+        route!(get, "/api/analytics/summary", "agent", "The case history: rows, first and last day, categories, districts, bureaus", &[], "{rows, first_day, last_day, categories: [{name, bureau}], districts, bureaus, admin}", analytics::summary),
+        route!(get, "/api/analytics/counts", "agent", "Case counts. Query: by=day|week|month|hour|weekday|weekday_hour|district|village|category, from, to (YYYY-MM-DD), category, district, format=csv. Counts under 5 suppressed outside the administrators' view", &[], "[{key, count, suppressed}]", analytics::counts),
+        route!(get, "/api/analytics/spikes", "agent", "Categories × districts running far above their seasonal baseline on a day. Query: date (default the last day with records), format=csv", &[], "{date, spikes: [{category, district, bureau, count, expected, ratio, p_value}]}", analytics::spikes),
+        route!(get, "/api/analytics/repeats", "agent", "Places reported again and again for the same category (house numbers only for administrators). Query: min, limit, from, to, category, district, format=csv", &[], "[{address, district, village, category, count, first, last}]", analytics::repeats),
+        route!(get, "/api/analytics/digest", "agent", "A bureau's week against the week before, with its spikes and repeat locations. Query: bureau, week (a Monday), format=csv", &[], "{bureau, week_start, week_end, total, previous, change, categories, spikes, repeats}", analytics::digest),
+        route!(post, "/api/analytics/import", "admin", "Import a 1999 dispatch CSV or .csv.gz (the request body; up to 256 MB) in the background", &[], "202 {job}", analytics::import),
         route!(get, "/api/admin/guides", "admin", "Indexed guides", &[], "[{doc_id, title, bureau}]", admin::guides),
         route!(post, "/api/admin/guides", "admin", "Upload a guide (checked, saved, re-indexed)", &[("filename", "string", true), ("content", "string", true)], "202 {job}", admin::upload),
         route!(post, "/api/admin/reindex", "admin", "Re-index the corpus", &[], "202 {job}", admin::reindex),

@@ -27,6 +27,11 @@ pub async fn admin() -> Response {
     html(include_str!("../../static/admin.html"))
 }
 
+/// `/analytics`.
+pub async fn analytics() -> Response {
+    html(include_str!("../../static/analytics.html"))
+}
+
 /// `/login`.
 pub async fn login() -> Response {
     html(include_str!("../../static/login.html"))

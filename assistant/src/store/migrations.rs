@@ -103,4 +103,22 @@ pub const MIGRATIONS: &[&str] = &[
     // 4: how many callers reported a case (an agent links a repeat report instead of creating a
     // duplicate case).
     "ALTER TABLE cases ADD COLUMN reports BIGINT NOT NULL DEFAULT 1;",
+    // 5: the case history for decision support (imported 1999 dispatch records and the
+    // product's own dispatched cases), one row per distinct (category, address, day, time):
+    // published case ids are truncated or lost, so the content is the key. `block` is the
+    // address without its house number (what views outside the administrators show).
+    "CREATE TABLE case_records (
+        id {id},
+        source TEXT NOT NULL,
+        case_no TEXT NOT NULL,
+        category TEXT NOT NULL,
+        district TEXT NOT NULL,
+        village TEXT NOT NULL,
+        address TEXT NOT NULL,
+        block TEXT NOT NULL,
+        day BIGINT NOT NULL,
+        time TEXT NOT NULL,
+        hour BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX case_records_content ON case_records (category, address, day, time);",
 ];

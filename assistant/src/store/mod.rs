@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 mod accounts;
+mod analytics;
 mod audit;
 mod calls;
 mod cases;
@@ -20,6 +21,7 @@ mod migrations;
 mod mydata;
 
 pub use accounts::{LoginLock, SessionRow, UserRow};
+pub use analytics::CaseRecord;
 pub use audit::AuditRow;
 pub use calls::CallRow;
 pub use conversations::{ConversationRow, HandoffRow};
@@ -416,6 +418,34 @@ impl Db {
                     .map(pg_row)
                     .collect::<std::result::Result<Vec<Row>, _>>()
                     .what(sql)
+            }),
+        }
+    }
+
+    /// Runs a query and hands each row to `f` as it is read, without collecting them (a scan
+    /// of millions of rows).
+    pub fn for_each(&self, sql: &str, params: &[Val], mut f: impl FnMut(&Row)) -> Result<()> {
+        match &*self.inner {
+            Backend::Sqlite(c) => {
+                let c = c.lock().unwrap_or_else(|p| p.into_inner());
+                let mut st = c.prepare(sql).what(sql)?;
+                let n = st.column_count();
+                let mut rows = st
+                    .query(rusqlite::params_from_iter(params.iter().map(sqlite_val)))
+                    .what(sql)?;
+                while let Some(r) = rows.next().what(sql)? {
+                    f(&sqlite_row(r, n).what(sql)?);
+                }
+                Ok(())
+            }
+            Backend::Postgres(c) => blocking(|| {
+                use postgres::fallible_iterator::FallibleIterator;
+                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                let mut rows = c.query_raw(pg_sql(sql).as_str(), params.iter()).what(sql)?;
+                while let Some(r) = rows.next().what(sql)? {
+                    f(&pg_row(&r).what(sql)?);
+                }
+                Ok(())
             }),
         }
     }
