@@ -1,6 +1,7 @@
 //! `eval`: accuracy and latency suites (see EVAL.md). Every suite prints a table and, as its
 //! last line, one JSON object; `--min KEY=VALUE` makes it exit 1 when a figure falls short.
 
+mod analytics_suite;
 mod answer_suite;
 mod asr_suite;
 mod benefits_suite;
@@ -78,6 +79,9 @@ enum Suite {
     /// Duplicate reports: precision and recall of finding a report of the same pole (the
     /// quoted pole numbers as truth, hidden from the matcher).
     Duplicates(duplicates_suite::DuplicatesArgs),
+    /// Decision support on a real 1999 dispatch file: import time, memory and idempotence,
+    /// counts latency, spike detection precision/recall on injected spikes.
+    Analytics(analytics_suite::AnalyticsArgs),
 }
 
 #[derive(clap::Args)]
@@ -132,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Suite::Benefits(args) => benefits_suite::run(app, &args)?,
         Suite::Intake(args) => tokio::task::block_in_place(|| intake_suite::run(app, &args))?,
         Suite::Duplicates(args) => duplicates_suite::run(&args)?,
+        Suite::Analytics(args) => tokio::task::block_in_place(|| analytics_suite::run(app, &args))?,
     };
     println!("{}", serde_json::to_string(&summary)?);
     let mut failed = false;

@@ -105,3 +105,19 @@ impl Db {
         Ok(out)
     }
 }
+
+impl Db {
+    /// Records per month (YYYYMM) between two days (YYYYMMDD), grouped by the database: the
+    /// peer `eval analytics` measures the in-memory history against.
+    pub fn monthly_case_counts_sql(&self, from: i64, to: i64) -> Result<Vec<(i64, i64)>> {
+        Ok(self
+            .query(
+                "SELECT day / 100, COUNT(*) FROM case_records WHERE day BETWEEN ?1 AND ?2 \
+                 GROUP BY day / 100 ORDER BY day / 100",
+                &[Val::Int(from), Val::Int(to)],
+            )?
+            .iter()
+            .map(|r| (r.int(0), r.int(1)))
+            .collect())
+    }
+}

@@ -1,3 +1,4 @@
+mod analytics;
 mod answers;
 mod ask;
 mod eligibility;

@@ -851,6 +851,7 @@ fn postgres_runs_the_same_migrations_case_flow_and_mydata_flow() {
         again.version().unwrap(),
         assistant::store::MIGRATIONS.len() as i64
     );
+    crate::analytics::import_flow(db.clone());
     case_flow(db.clone());
     mydata_flow(db.clone());
     let rows = db.audit_rows(100).unwrap();
