@@ -62,7 +62,7 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-fn import(db: &Db, app: &App, data: &PathBuf) -> anyhow::Result<(Value, f64)> {
+fn import(db: &Db, app: &App, data: &std::path::Path) -> anyhow::Result<(Value, f64)> {
     let taxonomy = knowledge::taxonomy::Taxonomy::load(&app.settings.paths.cases)?;
     let started = Instant::now();
     let r = analytics::import::import_file(db, &taxonomy, data, &mut |_, _| {})?;

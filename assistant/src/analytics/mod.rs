@@ -463,7 +463,8 @@ impl History {
             return Ok(Vec::new());
         };
         // (category, place) → (count, first, last, example id, district, village)
-        let mut groups: HashMap<(u8, u64), (u64, i32, i32, i64, u8, u16)> = HashMap::new();
+        type Group = (u64, i32, i32, i64, u8, u16);
+        let mut groups: HashMap<(u8, u64), Group> = HashMap::new();
         for r in self.recs.iter().filter(|r| keep(r)) {
             let place = if exact { r.address } else { r.block };
             if place == 0 {
@@ -558,7 +559,7 @@ impl History {
             })
             .filter(|r| r.count > 0 || r.previous > 0)
             .collect();
-        rows.sort_by(|a, b| b.count.cmp(&a.count));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.count));
         let spikes: Vec<spikes::Spike> = (week..week + 7)
             .flat_map(|d| {
                 self.spikes(d, Some(&categories))
