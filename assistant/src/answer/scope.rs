@@ -204,6 +204,22 @@ const OUT_OF_SCOPE: &[&str] = &[
     "火災保險",
     "保險理賠",
     "寵物疫苗",
+    // Pets' own vaccinations (the animal guide covers rescue and bites, not a vet's price list).
+    "狗要打",
+    "貓要打",
+    "幫狗打",
+    "幫貓打",
+    // Identity documents the household registration offices issue (the guides cover only the
+    // household registration transcript).
+    "新的身分證",
+    "換身分證",
+    "身分證換",
+    "補發身分證",
+    "身分證遺失",
+    "身分證掉了",
+    "護照",
+    // What an agency offers (「家暴防治中心有什麼服務」): the guides cover services, not agencies.
+    "防治中心",
     "審核到哪",
     "辦到哪",
     "進度到哪",
@@ -264,5 +280,9 @@ mod tests {
         assert!(!out_of_scope("台積電現在可以買嗎？會不會再漲").is_empty());
         assert!(out_of_scope("下大雨家裡淹水了要找誰").is_empty());
         assert!(out_of_scope("敬老卡要去哪裡辦").is_empty());
+        assert!(!out_of_scope("我想換新的身分證，要帶什麼？工本費多少").is_empty());
+        assert!(!out_of_scope("我家的狗要打狂犬病疫苗，一劑多少錢？").is_empty());
+        // Bites are the animal guide's (and the safety triage's).
+        assert!(out_of_scope("被流浪狗咬到要打狂犬病疫苗嗎").is_empty());
     }
 }
