@@ -41,14 +41,20 @@ function loadSession() {
 }
 
 // Performs a request and returns the raw Response; retries once with a fresh CSRF token.
+// A Blob or File body (an upload) is sent as it is; anything else as JSON.
 // opts: { accept, signal }.
 async function request(method, url, body, opts = {}, retried = false) {
   try { await sessionReady; } catch (e) { await loadSession(); }
   const init = { method, credentials: 'same-origin', headers: { Accept: opts.accept || 'application/json' }, signal: opts.signal };
   if (method !== 'GET') {
-    init.headers['Content-Type'] = 'application/json';
     init.headers['X-CSRF-Token'] = csrf;
-    init.body = JSON.stringify(body === undefined ? {} : body);
+    if (body instanceof Blob) {
+      init.headers['Content-Type'] = 'application/octet-stream';
+      init.body = body;
+    } else {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body === undefined ? {} : body);
+    }
   }
   let res;
   try { res = await fetch(url, init); }
