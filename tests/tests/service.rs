@@ -475,6 +475,16 @@ fn the_analytics_page_draws_trends_heatmap_hotspots_and_the_console_shows_a_spik
     );
     b.screenshot(&shots.join("analytics-hotspots.png"));
 
+    // The same file uploaded again from the page: the job finishes and adds nothing.
+    b.type_into("#import-file", &file.display().to_string());
+    b.click("#import-start");
+    let done = b.poll(
+        "return document.querySelector('#import-message').innerText;",
+        60,
+        |m| m.contains("完成") || m.contains("失敗"),
+    );
+    assert!(done.contains("新增 0 筆"), "{done}");
+
     // An agent's console warns about the spike and links to the analysis.
     b.click("#logout");
     let path = b.poll("return location.pathname;", 10, |p| p == "/login");
