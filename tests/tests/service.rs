@@ -485,6 +485,35 @@ fn the_analytics_page_draws_trends_heatmap_hotspots_and_the_console_shows_a_spik
     );
     assert!(done.contains("新增 0 筆"), "{done}");
 
+    // Questions the guides do not answer reach the administrators' page, grouped, without the
+    // caller's name or number.
+    let mut resident = Client::open(&srv.base);
+    for q in [
+        "我叫王小明，電話0912345678，想換新的身分證要帶什麼",
+        "身分證掉了要去哪裡補辦",
+        "明天台北會下雨嗎",
+    ] {
+        assert_eq!(
+            resident.post("/api/ask", &json!({ "message": q })).status,
+            200
+        );
+    }
+    b.goto(&format!("{}/admin", srv.base));
+    let gaps = b.poll(
+        "const t = document.querySelector('#gap-table tbody'); return t ? t.innerText : '';",
+        30,
+        |t| t.contains("身分證"),
+    );
+    assert!(
+        !gaps.contains("王小明") && !gaps.contains("0912345678"),
+        "{gaps}"
+    );
+    b.script(
+        "document.querySelector('#gaps-title').scrollIntoView(); return 'shown';",
+        json!([]),
+    );
+    b.screenshot(&shots.join("admin-knowledge-gaps.png"));
+
     // An agent's console warns about the spike and links to the analysis.
     b.click("#logout");
     let path = b.poll("return location.pathname;", 10, |p| p == "/login");

@@ -9,6 +9,7 @@
 //! (milliseconds) instead of a GROUP BY over the table (measured: `eval analytics`).
 
 pub mod address;
+pub mod gaps;
 pub mod import;
 pub mod spikes;
 

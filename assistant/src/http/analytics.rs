@@ -478,3 +478,55 @@ pub async fn import(
     });
     Ok((StatusCode::ACCEPTED, Json(json!({"job": id}))))
 }
+
+/// Records the gap an answer leaves (hand-off or weak answer), personal details removed; off
+/// the request path.
+pub(super) fn note_gap(state: &Arc<AppState>, question: &str, a: &crate::answer::Answer) {
+    let Some(g) = analytics::gaps::gap_of(
+        question,
+        a,
+        state.answer_config.strong_similarity,
+        crate::store::now(),
+    ) else {
+        return;
+    };
+    let db = state.db.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = db.add_gap(&g) {
+            tracing::warn!(error = %e, "could not record a knowledge gap");
+        }
+    });
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GapParams {
+    days: Option<u32>,
+}
+
+/// `GET /api/admin/gaps?days=30` (administrators): questions handed off or answered weakly,
+/// grouped by topic.
+pub async fn gaps(
+    State(state): State<Arc<AppState>>,
+    s: Session,
+    Query(p): Query<GapParams>,
+) -> ApiResult<Json<Value>> {
+    s.require(Role::Admin)?;
+    let days = p.days.unwrap_or(30).clamp(1, 366);
+    state
+        .db
+        .audit(&s.actor(), "gaps.view", &format!("days={days}"))?;
+    let since = crate::store::now() - i64::from(days) * 86_400;
+    let rows = state.db.call(move |db| db.gaps_since(since)).await?;
+    let titles: std::collections::HashMap<String, String> = state
+        .kb
+        .read()
+        .await
+        .retriever
+        .titles()
+        .into_iter()
+        .collect();
+    let groups = analytics::gaps::group(&rows, |id| titles.get(id).cloned());
+    Ok(Json(
+        json!({"days": days, "questions": rows.len(), "groups": groups}),
+    ))
+}

@@ -240,6 +240,7 @@ async fn run_chat(
         .await?;
     drop(_llm_permit);
     record_generation(state, &a);
+    super::analytics::note_gap(state, msg, &a);
     {
         let (st, session, id, conv) = (
             state.clone(),
@@ -305,6 +306,7 @@ pub async fn ask(
         .map_err(ApiError::internal)?;
     drop(permit);
     record_generation(&state, &a);
+    super::analytics::note_gap(&state, &msg, &a);
     Ok(Json(a))
 }
 

@@ -89,6 +89,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/api/analytics/repeats", "agent", "Places reported again and again for the same category (house numbers only for administrators). Query: min, limit, from, to, category, district, format=csv", &[], "[{address, district, village, category, count, first, last}]", analytics::repeats),
         route!(get, "/api/analytics/digest", "agent", "A bureau's week against the week before, with its spikes and repeat locations. Query: bureau, week (a Monday), format=csv", &[], "{bureau, week_start, week_end, total, previous, change, categories, spikes, repeats}", analytics::digest),
         route!(post, "/api/analytics/import", "admin", "Import a 1999 dispatch CSV or .csv.gz (the request body; up to 256 MB) in the background", &[], "202 {job}", analytics::import),
+        route!(get, "/api/admin/gaps", "admin", "Knowledge gaps: questions handed off or answered with low confidence (personal details removed), grouped by topic. Query: days (default 30)", &[], "{days, questions, groups: [{topic, doc_id, bureau, count, handoffs, low_confidence, examples}]}", analytics::gaps),
         route!(get, "/api/admin/guides", "admin", "Indexed guides", &[], "[{doc_id, title, bureau}]", admin::guides),
         route!(post, "/api/admin/guides", "admin", "Upload a guide (checked, saved, re-indexed)", &[("filename", "string", true), ("content", "string", true)], "202 {job}", admin::upload),
         route!(post, "/api/admin/reindex", "admin", "Re-index the corpus", &[], "202 {job}", admin::reindex),

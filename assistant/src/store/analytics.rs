@@ -121,3 +121,51 @@ impl Db {
             .collect())
     }
 }
+
+/// A question the guides did not answer well (its personal details already removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GapRow {
+    pub time: i64,
+    pub question: String,
+    /// `handoff` or `low_confidence`.
+    pub reason: String,
+    /// The guide it was answered from (empty for a hand-off).
+    pub doc_id: String,
+    pub bureau: String,
+}
+
+impl Db {
+    pub fn add_gap(&self, g: &GapRow) -> Result<()> {
+        self.execute(
+            "INSERT INTO knowledge_gaps (time, question, reason, doc_id, bureau) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            &[
+                Val::Int(g.time),
+                Val::from(&g.question),
+                Val::from(&g.reason),
+                Val::from(&g.doc_id),
+                Val::from(&g.bureau),
+            ],
+        )
+        .map(|_| ())
+    }
+
+    /// The gaps recorded since `since` (unix seconds), newest first.
+    pub fn gaps_since(&self, since: i64) -> Result<Vec<GapRow>> {
+        Ok(self
+            .query(
+                "SELECT time, question, reason, doc_id, bureau FROM knowledge_gaps \
+                 WHERE time >= ?1 ORDER BY time DESC, id DESC LIMIT 5000",
+                &[Val::Int(since)],
+            )?
+            .iter()
+            .map(|r| GapRow {
+                time: r.int(0),
+                question: r.text(1),
+                reason: r.text(2),
+                doc_id: r.text(3),
+                bureau: r.text(4),
+            })
+            .collect())
+    }
+}

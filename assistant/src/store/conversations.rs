@@ -68,7 +68,8 @@ impl Db {
             .collect())
     }
 
-    /// Deletes conversations and calls last touched before `conversations_before`, idle staff
+    /// Deletes conversations, calls and knowledge-gap questions last touched before
+    /// `conversations_before`, idle staff
     /// sessions last seen before `sessions_before`, and MyData transactions started before
     /// `pending_before`.
     pub fn purge_old(
@@ -83,6 +84,10 @@ impl Db {
         )?;
         self.execute(
             "DELETE FROM calls WHERE updated < ?1",
+            params![conversations_before],
+        )?;
+        self.execute(
+            "DELETE FROM knowledge_gaps WHERE time < ?1",
             params![conversations_before],
         )?;
         self.execute(

@@ -121,4 +121,15 @@ pub const MIGRATIONS: &[&str] = &[
         hour BIGINT NOT NULL
     );
     CREATE UNIQUE INDEX case_records_content ON case_records (category, address, day, time);",
+    // 6: knowledge gaps: questions handed off or answered with low confidence, with personal
+    // details removed, kept as long as conversations.
+    "CREATE TABLE knowledge_gaps (
+        id {id},
+        time BIGINT NOT NULL,
+        question TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        doc_id TEXT NOT NULL,
+        bureau TEXT NOT NULL
+    );
+    CREATE INDEX knowledge_gaps_time ON knowledge_gaps (time);",
 ];

@@ -21,7 +21,7 @@ mod migrations;
 mod mydata;
 
 pub use accounts::{LoginLock, SessionRow, UserRow};
-pub use analytics::CaseRecord;
+pub use analytics::{CaseRecord, GapRow};
 pub use audit::AuditRow;
 pub use calls::CallRow;
 pub use conversations::{ConversationRow, HandoffRow};

@@ -226,3 +226,55 @@ fn agents_see_small_counts_suppressed_and_no_house_numbers_administrators_see_bo
         .iter()
         .any(|r| r.action == "analytics.view" && r.target.starts_with("repeats")));
 }
+
+#[test]
+fn questions_the_guides_do_not_answer_reach_the_administrators_without_personal_details() {
+    let srv = start_with(|_| {}, None, None, Db::memory().unwrap());
+    assistant::http::auth::create_user(&srv.state.db, "admin01", "admin-password-1", Role::Admin)
+        .unwrap();
+    assistant::http::auth::create_user(&srv.state.db, "agent01", "agent-password-1", Role::Agent)
+        .unwrap();
+    let mut resident = Browser::open(&srv.base);
+    for q in [
+        "我叫王小明，電話0912345678，想換新的身分證要帶什麼",
+        "身分證掉了要去哪裡補辦",
+        "明天台北會下雨嗎",
+        // Answered from a guide: not a gap (the test embedder's similarity is not e5's, so
+        // only the hand-offs are asserted).
+        "敬老卡要帶什麼證件？",
+        // An emergency is answered with its number: not a gap.
+        "瓦斯味很重好像外洩了",
+    ] {
+        let r = resident.post("/api/ask", &serde_json::json!({ "message": q }));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // The gap is written off the request path.
+    let mut admin = Browser::open(&srv.base);
+    assert_eq!(admin.login("admin01", "admin-password-1").status, 200);
+    let mut gaps = Value::Null;
+    for _ in 0..50 {
+        gaps = admin.get("/api/admin/gaps").json();
+        if gaps["groups"].as_array().is_some_and(|g| {
+            g.iter()
+                .map(|x| x["handoffs"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                >= 3
+        }) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let groups = gaps["groups"].as_array().unwrap();
+    assert_eq!(groups[0]["topic"], "身分證", "{gaps}");
+    assert_eq!(groups[0]["handoffs"], 2);
+    let text = gaps.to_string();
+    assert!(
+        !text.contains("王小明") && !text.contains("0912345678"),
+        "{text}"
+    );
+    assert!(text.contains("想換新的身分證要帶什麼"), "{text}");
+    assert!(!text.contains("瓦斯"), "emergencies are not gaps: {text}");
+    let mut agent = Browser::open(&srv.base);
+    assert_eq!(agent.login("agent01", "agent-password-1").status, 200);
+    assert_eq!(agent.get("/api/admin/gaps").status, 403);
+}
