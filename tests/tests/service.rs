@@ -235,6 +235,19 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
     let kind = b.text("#case-type");
     assert!(kind.contains("通報"), "{kind}");
     b.wait_for("#suggestion .citation, #suggestion button", 20);
+    // The after-call note is drafted from the call; the agent adds a line before saving.
+    let note = b.poll(
+        "return document.querySelector('#call-note').value;",
+        10,
+        |n| n.contains("地點："),
+    );
+    assert!(note.contains("大安區 復興南路一段"), "{note}");
+    assert!(note.contains("來電者：未留姓名（0912345678）"), "{note}");
+    b.script(
+        "const n = document.querySelector('#call-note'); n.value += '\\n專員補充：請修好後回電'; n.dispatchEvent(new Event('input')); n.scrollIntoView({block: 'center'}); return 'ok';",
+        json!([]),
+    );
+    b.screenshot(&shots.join("agent-console-call-note.png"));
     b.click("#create-case");
     let case_status = "return document.querySelector('#case-status').innerText";
     b.poll(case_status, 10, |s| {
@@ -253,6 +266,11 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
         "{cases}; page status {status}"
     );
     assert_eq!(cases[0]["bureau"], "工務局");
+    let stored = cases[0]["fields"]["call_note"].as_str().unwrap_or_default();
+    assert!(
+        stored.contains("地點：") && stored.ends_with("專員補充：請修好後回電"),
+        "{stored}"
+    );
 
     // A second caller reports the same pole: the console names the first case before the
     // agent creates another one.

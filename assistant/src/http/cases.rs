@@ -110,8 +110,10 @@ pub(super) async fn analyse_call(state: &AppState, text: String) -> ApiResult<se
         Vec::new()
     };
     let known = known_cases(state, &call, &a.case).await?;
+    let note = crate::intake::note::call_note(&call, &a.case);
     Ok(serde_json::json!({
         "answer": answer_view(&a.answer),
+        "note": note,
         "case": a.case,
         "alert": a.alert,
         "benefits": benefits,
@@ -148,6 +150,21 @@ fn case_error(e: CaseError) -> ApiError {
 #[derive(Deserialize)]
 pub struct NewCase {
     text: String,
+    /// The after-call note as the agent edited it.
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// The longest after-call note kept.
+const NOTE_MAX_CHARS: usize = 2000;
+
+fn call_note(note: Option<&str>) -> ApiResult<Option<String>> {
+    match note.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) if n.chars().count() > NOTE_MAX_CHARS => Err(ApiError::bad_request(format!(
+            "通話摘要最多 {NOTE_MAX_CHARS} 字。"
+        ))),
+        other => Ok(other.map(String::from)),
+    }
 }
 
 /// `POST /api/cases` (agents): a draft case from what the caller said.
@@ -169,11 +186,15 @@ pub async fn create_case(
         .get("category")
         .and_then(|v| v.value.as_str())
         .map(String::from);
+    let mut fields = out.values();
+    if let Some(n) = call_note(req.note.as_deref())? {
+        fields.insert("call_note".into(), serde_json::Value::String(n));
+    }
     let case = Case::draft(
         now(),
         category,
         out.bureau.clone(),
-        out.values(),
+        fields,
         &text,
         s.actor(),
     );
@@ -231,6 +252,32 @@ pub async fn dispatch_case(
         "case.dispatch",
         &format!("{} → {}", case.id, case.bureau.clone().unwrap_or_default()),
     )?;
+    Ok(Json(case))
+}
+
+#[derive(Deserialize)]
+pub struct NoteUpdate {
+    note: String,
+}
+
+/// `POST /api/cases/{id}/note` (agents): the after-call note as the agent edited it.
+pub async fn save_note(
+    State(state): State<Arc<AppState>>,
+    s: Session,
+    Path(id): Path<String>,
+    super::Body(req): super::Body<NoteUpdate>,
+) -> ApiResult<Json<Case>> {
+    s.require(Role::Agent)?;
+    let mut case = load_case(&state, &id).await?;
+    match call_note(Some(&req.note))? {
+        Some(n) => case
+            .fields
+            .insert("call_note".into(), serde_json::Value::String(n)),
+        None => case.fields.remove("call_note"),
+    };
+    case.updated = now();
+    store_case(&state, &case).await?;
+    state.db.audit(&s.actor(), "case.note", &case.id)?;
     Ok(Json(case))
 }
 

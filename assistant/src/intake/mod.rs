@@ -16,6 +16,7 @@ pub mod case_type;
 pub mod category;
 pub mod duplicates;
 pub mod extract;
+pub mod note;
 pub mod route;
 
 use std::sync::Arc;

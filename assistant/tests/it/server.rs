@@ -421,10 +421,55 @@ fn case_flow(db: Db) {
         );
     }
 
-    let r = agent.post("/api/cases", &json!({"text": call}));
+    // The after-call note: every line from the call's words or the fields read from them.
+    let a = agent
+        .post(
+            "/api/assist",
+            &json!({"text": format!("{call}。昨天晚上就不亮了，很暗很危險。好的，我們會盡快派人去修。")}),
+        )
+        .json();
+    let note = a["note"]["text"].as_str().unwrap_or_else(|| panic!("{a}"));
+    for line in [
+        "來電者：未留姓名（0912345678）",
+        "類型：通報：路燈不亮或損壞",
+        "地點：大安區 復興南路一段",
+        "時間：編號12345的路燈不亮已經三天了",
+        "承諾事項：我們會盡快派人去修",
+    ] {
+        assert!(note.contains(line), "missing {line}: {note}");
+    }
+    let quoted = a["note"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["label"] == "時間")
+        .unwrap()
+        .clone();
+    let (from, to) = (
+        quoted["span"][0].as_u64().unwrap() as usize,
+        quoted["span"][1].as_u64().unwrap() as usize,
+    );
+    let transcript = format!("{call}。昨天晚上就不亮了，很暗很危險。好的，我們會盡快派人去修。");
+    let span: String = transcript.chars().skip(from).take(to - from).collect();
+    assert_eq!(span, quoted["text"].as_str().unwrap());
+
+    let edited = format!("{note}\n（專員補充：民眾希望修好後回電）");
+    let r = agent.post("/api/cases", &json!({"text": call, "note": edited}));
     assert_eq!(r.status, 201, "{}", r.body);
     let case = r.json();
     let id = case["id"].as_str().unwrap().to_string();
+    assert_eq!(case["fields"]["call_note"], edited.as_str());
+    let r = agent.post(
+        &format!("/api/cases/{id}/note"),
+        &json!({"note": "x".repeat(2001)}),
+    );
+    assert_eq!(r.status, 400, "an overlong note is refused");
+    let r = agent.post(
+        &format!("/api/cases/{id}/note"),
+        &json!({"note": "改過的摘要"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["fields"]["call_note"], "改過的摘要");
     assert_eq!(case["status"], "draft");
     assert_eq!(case["category"], "路燈不亮或損壞");
     // A second caller reports the same pole: the console shows the first case.
@@ -528,6 +573,7 @@ fn case_flow(db: Db) {
             "case.link_report",
             "case.dispatch",
             "case.confirm",
+            "case.note",
             "case.create"
         ]
     );
