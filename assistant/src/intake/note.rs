@@ -230,5 +230,9 @@ mod tests {
         let (a, b) = s.unwrap();
         let quoted: String = call.chars().skip(a).take(b - a).collect();
         assert_eq!(quoted, t);
+        let (t, s) = quote(*ph.last().unwrap());
+        assert_eq!(t, "已經三天了");
+        let (a, b) = s.unwrap();
+        assert_eq!(call.chars().skip(a).take(b - a).collect::<String>(), t);
     }
 }
