@@ -25,7 +25,7 @@ pub struct Job {
 pub struct Jobs(Arc<Mutex<HashMap<String, Job>>>);
 
 impl Jobs {
-    pub(crate) fn set(&self, id: &str, job: Job) {
+    fn set(&self, id: &str, job: Job) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -36,6 +36,21 @@ impl Jobs {
         if let Some(j) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
             f(j);
         }
+    }
+
+    /// A new running job (its id, for `GET /api/admin/jobs/{id}`).
+    pub(crate) fn start(&self, message: &str) -> String {
+        let id = hex::encode(rand::random::<[u8; 6]>());
+        self.set(
+            &id,
+            Job {
+                state: "running",
+                done: 0,
+                total: 0,
+                message: message.into(),
+            },
+        );
+        id
     }
 
     pub fn get(&self, id: &str) -> Option<Job> {
@@ -151,16 +166,7 @@ pub async fn reindex(
 /// Re-ingests the corpus paths in the background. Answers keep being served from the current
 /// index until the job takes the write lock for the swap-in.
 fn start_reindex(state: &Arc<AppState>) -> String {
-    let id = hex::encode(rand::random::<[u8; 6]>());
-    state.jobs.set(
-        &id,
-        Job {
-            state: "running",
-            done: 0,
-            total: 0,
-            message: "等待中".into(),
-        },
-    );
+    let id = state.jobs.start("等待中");
     let (st, jid) = (state.clone(), id.clone());
     tokio::spawn(async move {
         let mut kb = st.kb.write().await;

@@ -13,7 +13,6 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::admin::Job;
 use super::auth::{Role, Session};
 use super::{ApiError, ApiResult, AppState};
 use crate::analytics::{self, By, Filter, History, MIN_PUBLIC_COUNT};
@@ -424,7 +423,7 @@ pub async fn import(
     if body.is_empty() {
         return Err(ApiError::bad_request("請選擇要匯入的檔案。"));
     }
-    let id = hex::encode(rand::random::<[u8; 6]>());
+    let id = state.jobs.start("匯入中");
     // Kept on disk while it is read (the body may be tens of megabytes), removed after.
     let path = std::env::temp_dir().join(format!("hotline-import-{id}.csv"));
     std::fs::write(&path, &body).map_err(ApiError::internal)?;
@@ -434,15 +433,6 @@ pub async fn import(
         &format!("{} bytes", body.len()),
     )?;
     drop(body);
-    state.jobs.set(
-        &id,
-        Job {
-            state: "running",
-            done: 0,
-            total: 0,
-            message: "匯入中".into(),
-        },
-    );
     let (st, jid) = (state.clone(), id.clone());
     tokio::task::spawn_blocking(move || {
         let jobs = st.jobs.clone();
