@@ -12,7 +12,7 @@ use tracing::instrument;
 use crate::error::{Error, Result};
 use crate::fusion::{rrf, RankedList};
 use crate::lexical::LexicalIndex;
-use crate::qdrant::QdrantStore;
+use crate::qdrant::{QdrantConfig, QdrantStore};
 use crate::tokenizer::tokenizer_version;
 use crate::vector::{FlatStore, VectorPoint, VectorStore};
 use crate::{Contribution, Embedder, Mode, SearchFilter};
@@ -28,12 +28,7 @@ pub enum VectorBackend {
     #[default]
     Flat,
     /// A Qdrant server (or cluster) over gRPC.
-    Qdrant {
-        url: String,
-        collection: String,
-        #[serde(default)]
-        api_key: Option<String>,
-    },
+    Qdrant(QdrantConfig),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,9 +163,7 @@ impl Retriever {
     ) -> Result<Self> {
         let backend_name = match &config.vectors {
             VectorBackend::Flat => "flat".to_string(),
-            VectorBackend::Qdrant {
-                url, collection, ..
-            } => format!("qdrant:{url}/{collection}"),
+            VectorBackend::Qdrant(q) => format!("qdrant:{}/{}", q.url, q.collection),
         };
         let meta = IndexMeta {
             schema: SCHEMA_VERSION,
@@ -198,6 +191,7 @@ impl Retriever {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
         let meta_path = dir.join("meta.json");
         let mut lexical_only = false;
+        let mut move_vectors = false;
         let mut rebuilt = match std::fs::read(&meta_path) {
             Err(_) if !dir.join("manifest.json").exists() => None,
             Err(_) => Some("index metadata missing".to_string()),
@@ -210,7 +204,19 @@ impl Retriever {
                         tokenizer: meta.tokenizer.clone(),
                         ..old.clone()
                     } == meta;
-                    Some(describe_change(&old, &meta))
+                    // Only the vector store changed, from the embedded one: its vectors are
+                    // copied to the new store instead of embedding everything again.
+                    move_vectors = old.vectors == "flat"
+                        && dir.join("vectors.bin").exists()
+                        && IndexMeta {
+                            vectors: meta.vectors.clone(),
+                            ..old.clone()
+                        } == meta;
+                    if move_vectors {
+                        None
+                    } else {
+                        Some(describe_change(&old, &meta))
+                    }
                 }
                 Err(_) => Some("index metadata unreadable".to_string()),
             },
@@ -243,6 +249,18 @@ impl Retriever {
             }
             match Self::open_parts(dir, &config, &meta).await {
                 Ok((mut lexical, vectors, manifest)) => {
+                    if move_vectors && attempt == 1 {
+                        if let Err(e) =
+                            Self::move_flat_vectors(dir, meta.dim, vectors.as_ref()).await
+                        {
+                            if !is_damage(&e) {
+                                return Err(e);
+                            }
+                            rebuilt = Some(format!("the vectors could not be moved: {e:#}"));
+                            lexical_only = false;
+                            continue;
+                        }
+                    }
                     if in_place {
                         for c in manifest.docs.values().flat_map(|e| &e.chunks) {
                             lexical.add(c)?;
@@ -284,6 +302,23 @@ impl Retriever {
         }
     }
 
+    /// Copies the embedded store's vectors (`vectors.bin`) into `to` and removes the file:
+    /// moving an index to Qdrant re-embeds nothing. Upserts are idempotent, so instances that
+    /// share a collection may all do it.
+    async fn move_flat_vectors(dir: &Path, dim: usize, to: &dyn VectorStore) -> Result<()> {
+        let path = dir.join("vectors.bin");
+        let points = FlatStore::open(&path, dim)?.into_points();
+        let n = points.len();
+        let mut points = points.into_iter().peekable();
+        while points.peek().is_some() {
+            to.upsert(points.by_ref().take(256).collect()).await?;
+        }
+        to.flush().await?;
+        std::fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
+        tracing::info!(points = n, to = to.name(), "moved the index's vectors");
+        Ok(())
+    }
+
     async fn open_parts(
         dir: &Path,
         config: &RetrieverConfig,
@@ -312,11 +347,7 @@ impl Retriever {
                 Some(d) => Box::new(FlatStore::open(&d.join("vectors.bin"), dim)?),
                 None => Box::new(FlatStore::in_memory(dim)),
             },
-            VectorBackend::Qdrant {
-                url,
-                collection,
-                api_key,
-            } => Box::new(QdrantStore::connect(url, api_key.clone(), collection, dim).await?),
+            VectorBackend::Qdrant(q) => Box::new(QdrantStore::connect(q, dim).await?),
         })
     }
 

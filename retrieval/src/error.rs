@@ -27,6 +27,12 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    #[error(
+        "the Qdrant collection `{collection}` cannot be used: {reason}; point \
+         retrieval.vectors.collection at another collection, or delete this one to have it \
+         created again"
+    )]
+    Collection { collection: String, reason: String },
     #[error("vector file {path} is corrupt: {reason}")]
     CorruptVectors { path: PathBuf, reason: String },
     #[error("index manifest {path} is unreadable")]

@@ -20,6 +20,7 @@ pub use engine::{
     IngestReport, Retriever, RetrieverConfig, SearchHit, SearchOptions, VectorBackend,
 };
 pub use error::{BoxError, Error, Result};
+pub use qdrant::QdrantConfig;
 pub use vector::{FlatStore, VectorPoint, VectorStore};
 
 /// Turns text into unit-length vectors (e5 conventions: distinct query and passage encodings).

@@ -75,6 +75,11 @@ impl FlatStore {
         })
     }
 
+    /// Every stored point.
+    pub fn into_points(self) -> Vec<VectorPoint> {
+        self.points.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn check_dim(&self, got: usize) -> Result<()> {
         check_dim(self.dim, got)
     }

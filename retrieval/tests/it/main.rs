@@ -1,4 +1,5 @@
+mod cluster;
 mod engine;
 mod qdrant;
-mod qdrant_server;
+mod qdrant_node;
 mod util;

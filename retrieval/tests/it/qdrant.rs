@@ -1,22 +1,18 @@
-//! The Qdrant backend against a stand-in server (`qdrant_server`): upserts with payloads,
-//! cosine-ordered search with chunk and document ids restored, payload filters, deleting
-//! documents, counting, clearing, dimension errors, and the whole retriever on top of it.
-//!
-//! These tests check our use of Qdrant's wire protocol (the gRPC messages `qdrant-client`
-//! sends for us, filters, point ids) against a stand-in server that follows Qdrant's
-//! documented semantics. They do not run Qdrant itself: index behaviour, persistence and
-//! server-side validation beyond what the stand-in implements are not covered here.
+//! The Qdrant backend against a real Qdrant server (`qdrant_node`, 1.18 from `../shared/tools`):
+//! upserts with payloads, cosine-ordered search with chunk and document ids restored, payload
+//! filters and their indexes, deleting documents, counting, clearing, the collection checked at
+//! connect, an index moved from the embedded store without re-embedding, the same rankings as
+//! the embedded store, and the whole retriever on top of it.
 
-use std::error::Error as _;
 use std::sync::Arc;
 
 use retrieval::qdrant::QdrantStore;
 use retrieval::{
-    Error, Mode, Retriever, RetrieverConfig, SearchFilter, SearchOptions, VectorBackend,
-    VectorPoint, VectorStore,
+    Error, Mode, QdrantConfig, Retriever, RetrieverConfig, SearchFilter, SearchOptions,
+    VectorBackend, VectorPoint, VectorStore,
 };
 
-use crate::qdrant_server;
+use crate::qdrant_node::Node;
 use crate::util::{
     edit_streetlight_and_delete_bulky_waste, ingest_dir, write_corpus, CharEmbedder,
 };
@@ -59,23 +55,23 @@ fn category(c: &str) -> SearchFilter {
     }
 }
 
-/// The whole chain of messages of an error, for asserting on what the server said.
-fn chain(e: &Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+/// A real server for this test, or a skip (see `qdrant_node::binary`).
+macro_rules! qdrant {
+    () => {
+        match Node::start() {
+            Some(n) => n,
+            None => return,
+        }
+    };
+}
+
+async fn connect(url: &str, collection: &str, dim: usize) -> retrieval::Result<QdrantStore> {
+    QdrantStore::connect(&QdrantConfig::new(url, collection), dim).await
 }
 
 /// Four points over three documents; stored vectors need not be unit length (cosine).
 async fn seeded(url: &str, collection: &str) -> QdrantStore {
-    let store = QdrantStore::connect(url, None, collection, 3)
-        .await
-        .unwrap();
+    let store = connect(url, collection, 3).await.unwrap();
     store
         .upsert(vec![
             point("a#0.0", "a", Some("社會局"), Some("福利"), &[1.0, 0.0, 0.0]),
@@ -90,7 +86,8 @@ async fn seeded(url: &str, collection: &str) -> QdrantStore {
 
 #[tokio::test]
 async fn search_is_cosine_ordered_with_ids_restored() {
-    let url = qdrant_server::spawn().await;
+    let node = qdrant!();
+    let url = node.url();
     let store = seeded(&url, "guides").await;
     assert_eq!(store.name(), "qdrant");
     assert_eq!(store.count().await.unwrap(), 4);
@@ -117,7 +114,8 @@ async fn search_is_cosine_ordered_with_ids_restored() {
 
 #[tokio::test]
 async fn bureau_and_category_filters_restrict_the_search() {
-    let url = qdrant_server::spawn().await;
+    let node = qdrant!();
+    let url = node.url();
     let store = seeded(&url, "guides").await;
     let hits = store
         .search(&[0.6, 0.8, 0.0], 10, &bureau("社會局"))
@@ -152,7 +150,8 @@ async fn bureau_and_category_filters_restrict_the_search() {
 
 #[tokio::test]
 async fn upserting_a_chunk_again_replaces_its_point() {
-    let url = qdrant_server::spawn().await;
+    let node = qdrant!();
+    let url = node.url();
     let store = seeded(&url, "guides").await;
     // Same chunk id, same point id: the point moves instead of being duplicated.
     store
@@ -183,7 +182,8 @@ async fn upserting_a_chunk_again_replaces_its_point() {
 
 #[tokio::test]
 async fn delete_docs_removes_every_point_of_those_documents() {
-    let url = qdrant_server::spawn().await;
+    let node = qdrant!();
+    let url = node.url();
     let store = seeded(&url, "guides").await;
     store.delete_docs(&["a".into()]).await.unwrap();
     assert_eq!(store.count().await.unwrap(), 2);
@@ -206,8 +206,9 @@ async fn ids_and_labels_with_spaces_match_exactly() {
     // A string with whitespace turned into `Condition::matches` becomes a full-text match,
     // which Qdrant answers by terms (without a text index: every term a substring). Document
     // ids (a guide's front matter) and categories may contain spaces; matching must be exact.
-    let url = qdrant_server::spawn().await;
-    let store = QdrantStore::connect(&url, None, "guides", 3).await.unwrap();
+    let node = qdrant!();
+    let url = node.url();
+    let store = connect(&url, "guides", 3).await.unwrap();
     store
         .upsert(vec![
             point(
@@ -253,7 +254,8 @@ async fn ids_and_labels_with_spaces_match_exactly() {
 
 #[tokio::test]
 async fn clear_empties_and_keeps_the_collection_usable() {
-    let url = qdrant_server::spawn().await;
+    let node = qdrant!();
+    let url = node.url();
     let store = seeded(&url, "guides").await;
     store.clear().await.unwrap();
     assert_eq!(store.count().await.unwrap(), 0);
@@ -273,12 +275,13 @@ async fn clear_empties_and_keeps_the_collection_usable() {
 
 #[tokio::test]
 async fn collections_are_reused_and_kept_apart() {
-    let url = qdrant_server::spawn().await;
+    let node = qdrant!();
+    let url = node.url();
     let first = seeded(&url, "guides").await;
     // Connecting again finds the collection and its points; it is not re-created.
-    let again = QdrantStore::connect(&url, None, "guides", 3).await.unwrap();
+    let again = connect(&url, "guides", 3).await.unwrap();
     assert_eq!(again.count().await.unwrap(), 4);
-    let other = QdrantStore::connect(&url, None, "faq", 3).await.unwrap();
+    let other = connect(&url, "faq", 3).await.unwrap();
     assert_eq!(other.count().await.unwrap(), 0);
     other.clear().await.unwrap();
     assert_eq!(first.count().await.unwrap(), 4);
@@ -286,7 +289,8 @@ async fn collections_are_reused_and_kept_apart() {
 
 #[tokio::test]
 async fn dimension_mismatches_are_errors() {
-    let url = qdrant_server::spawn().await;
+    let node = qdrant!();
+    let url = node.url();
     let store = seeded(&url, "guides").await;
     let short = store
         .upsert(vec![point("x#0.0", "x", None, None, &[1.0, 0.0])])
@@ -314,30 +318,72 @@ async fn dimension_mismatches_are_errors() {
     );
     assert_eq!(store.count().await.unwrap(), 4);
 
-    // A store configured for another dimension over the existing collection: the server
-    // refuses the vectors and the error says so.
-    let wider = QdrantStore::connect(&url, None, "guides", 4).await.unwrap();
-    let err = wider
-        .upsert(vec![point("x#0.0", "x", None, None, &[1.0, 0.0, 0.0, 0.0])])
-        .await
-        .unwrap_err();
+    // A store configured for another dimension over the existing collection is refused at
+    // connect, saying what the collection holds and what to do; nothing is changed.
+    let err = connect(&url, "guides", 4).await.err().expect("wrong dimension");
     assert!(
-        matches!(
-            err,
-            Error::VectorStore {
-                store: "qdrant",
-                ..
-            }
-        ),
+        matches!(&err, Error::Collection { collection, .. } if collection == "guides"),
         "{err:?}"
     );
-    assert!(chain(&err).contains("dimension"), "{}", chain(&err));
-    let err = wider
-        .search(&[1.0, 0.0, 0.0, 0.0], 5, &no_filter())
-        .await
-        .unwrap_err();
-    assert!(chain(&err).contains("dimension"), "{}", chain(&err));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("holds 3-dimensional Cosine vectors")
+            && msg.contains("makes 4-dimensional")
+            && msg.contains("retrieval.vectors.collection"),
+        "{msg}"
+    );
     assert_eq!(store.count().await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn a_collection_with_another_distance_is_refused_at_connect() {
+    use qdrant_client::qdrant::{CreateCollectionBuilder, Distance, VectorParamsBuilder};
+    let node = qdrant!();
+    let url = node.url();
+    let raw = qdrant_client::Qdrant::from_url(&url)
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
+    raw.create_collection(
+        CreateCollectionBuilder::new("dots").vectors_config(VectorParamsBuilder::new(3, Distance::Dot)),
+    )
+    .await
+    .unwrap();
+    let err = connect(&url, "dots", 3).await.err().expect("dot product");
+    assert!(
+        err.to_string().contains("3-dimensional Dot vectors"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn filtered_fields_have_keyword_indexes() {
+    use qdrant_client::qdrant::PayloadSchemaType;
+    let node = qdrant!();
+    let url = node.url();
+    let _store = seeded(&url, "guides").await;
+    let raw = qdrant_client::Qdrant::from_url(&url)
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
+    let info = raw.collection_info("guides").await.unwrap().result.unwrap();
+    for field in retrieval::qdrant::INDEXED_FIELDS {
+        let schema = info
+            .payload_schema
+            .get(field)
+            .unwrap_or_else(|| panic!("no index on {field}: {:?}", info.payload_schema));
+        assert_eq!(schema.data_type, PayloadSchemaType::Keyword as i32, "{field}");
+        assert_eq!(schema.points, Some(4), "{field}: every point indexed");
+    }
+    // An index dropped behind our back is created again at the next connect.
+    raw.delete_field_index(qdrant_client::qdrant::DeleteFieldIndexCollectionBuilder::new(
+        "guides", "bureau",
+    ))
+    .await
+    .unwrap();
+    let _again = connect(&url, "guides", 3).await.unwrap();
+    let info = raw.collection_info("guides").await.unwrap().result.unwrap();
+    assert!(info.payload_schema.contains_key("bureau"));
 }
 
 #[tokio::test]
@@ -347,7 +393,7 @@ async fn an_unreachable_server_is_an_error_not_a_hang() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let err = QdrantStore::connect(&format!("http://127.0.0.1:{port}"), None, "guides", 3)
+    let err = connect(&format!("http://127.0.0.1:{port}"), "guides", 3)
         .await
         .err()
         .expect("nothing listens there");
@@ -365,18 +411,15 @@ async fn an_unreachable_server_is_an_error_not_a_hang() {
 
 fn qdrant_config(url: &str, collection: &str) -> RetrieverConfig {
     RetrieverConfig {
-        vectors: VectorBackend::Qdrant {
-            url: url.into(),
-            collection: collection.into(),
-            api_key: None,
-        },
+        vectors: VectorBackend::Qdrant(QdrantConfig::new(url, collection)),
         ..Default::default()
     }
 }
 
 #[tokio::test]
 async fn the_retriever_runs_dense_search_over_qdrant() {
-    let url = qdrant_server::spawn().await;
+    let node = qdrant!();
+    let url = node.url();
     let corpus = tempfile::tempdir().unwrap();
     let index = tempfile::tempdir().unwrap();
     write_corpus(corpus.path());
@@ -395,7 +438,7 @@ async fn the_retriever_runs_dense_search_over_qdrant() {
     let rep = ingest_dir(&mut r, corpus.path()).await;
     assert_eq!(rep.added, 3);
     // One point per chunk reached the server.
-    let probe = QdrantStore::connect(&url, None, "hotline", 32)
+    let probe = connect(&url, "hotline", 32)
         .await
         .unwrap();
     assert_eq!(probe.count().await.unwrap(), r.num_chunks());
@@ -464,4 +507,68 @@ async fn the_retriever_runs_dense_search_over_qdrant() {
         .unwrap();
     assert!(r.rebuilt().is_some());
     assert_eq!(probe.count().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_embedded_index_moves_to_qdrant_without_embedding_again() {
+    let node = qdrant!();
+    let url = node.url();
+    let corpus = tempfile::tempdir().unwrap();
+    let index = tempfile::tempdir().unwrap();
+    write_corpus(corpus.path());
+    let embedder = Arc::new(CharEmbedder {
+        dim: 32,
+        version: "move",
+    });
+    let queries = [
+        "敬老卡要怎麼申請",
+        "路燈不亮要報修",
+        "大型家具清運",
+        "家裡的舊沙發要丟",
+        "社會局",
+        "晚上路口很暗",
+    ];
+    let dense = SearchOptions {
+        k: 5,
+        mode: Mode::Dense,
+        filter: no_filter(),
+    };
+    let ranking = |hits: Vec<retrieval::SearchHit>| -> Vec<(String, f64)> {
+        hits.into_iter()
+            .map(|h| (h.chunk.id, h.contributions[0].raw_score as f64))
+            .collect()
+    };
+    let mut flat_rankings = Vec::new();
+    {
+        let mut r = Retriever::open(Some(index.path()), embedder.clone(), Default::default())
+            .await
+            .unwrap();
+        ingest_dir(&mut r, corpus.path()).await;
+        for q in queries {
+            flat_rankings.push(ranking(r.search(q, &dense).await.unwrap()));
+        }
+    }
+    let mut r = Retriever::open(
+        Some(index.path()),
+        embedder.clone(),
+        qdrant_config(&url, "moved"),
+    )
+    .await
+    .unwrap();
+    assert!(r.rebuilt().is_none(), "{:?}", r.rebuilt());
+    assert!(!index.path().join("vectors.bin").exists());
+    let probe = connect(&url, "moved", 32).await.unwrap();
+    assert_eq!(probe.count().await.unwrap(), r.num_chunks());
+    let rep = ingest_dir(&mut r, corpus.path()).await;
+    assert_eq!((rep.unchanged, rep.chunks_embedded), (3, 0));
+    // The same sections in the same order with the same cosines (HNSW is exact at this size).
+    for (q, flat) in queries.iter().zip(&flat_rankings) {
+        let got = ranking(r.search(q, &dense).await.unwrap());
+        assert_eq!(got.len(), flat.len(), "{q}");
+        for ((gid, gs), (fid, fs)) in got.iter().zip(flat) {
+            assert!((gs - fs).abs() < 1e-4, "{q}: {got:?} vs {flat:?}");
+            // Ties may come in either order; otherwise the ids agree.
+            assert!(gid == fid || flat.iter().any(|(i, s)| i == gid && (s - gs).abs() < 1e-4), "{q}: {got:?} vs {flat:?}");
+        }
+    }
 }
