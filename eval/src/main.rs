@@ -241,7 +241,7 @@ impl EvalSet {
 /// Opens (building or updating) the index over `corpus`: the cache entry keyed by the corpus
 /// and options unless `--index` or `--fresh` says otherwise.
 pub(crate) async fn open_index(app: &App, a: &EvalSet, corpus: &Path) -> anyhow::Result<Retriever> {
-    let index_dir = match (&a.index, a.fresh) {
+    let mut index_dir = match (&a.index, a.fresh) {
         (_, true) => None,
         (Some(d), _) => Some(d.clone()),
         (None, false) => Some(app.cache_root().join("eval-index").join(cache_key(
@@ -251,20 +251,32 @@ pub(crate) async fn open_index(app: &App, a: &EvalSet, corpus: &Path) -> anyhow:
         )?)),
     };
     let t0 = Instant::now();
+    let options = LoadOptions {
+        index_questions: a.index_questions,
+    };
+    let progress = |done: usize, total: usize| {
+        if total > 0 && (done == total || done % 256 == 0) {
+            eprintln!("  indexed {done}/{total} sections");
+        }
+    };
+    let corpus_paths = [corpus.to_path_buf()];
+    if let (Some(cache), None, false) = (&index_dir, &a.index, a.fresh) {
+        if app.settings.retrieval.vectors != retrieval::VectorBackend::Flat {
+            // The cache entry stays on the embedded store; a copy of it is moved to the
+            // configured one (its vectors copied, nothing embedded again).
+            let mut flat = app.settings.retrieval.clone();
+            flat.vectors = retrieval::VectorBackend::Flat;
+            let mut r = assistant::kb::open(app.embedder()?, &flat, Some(cache)).await?;
+            assistant::kb::ingest(&mut r, &corpus_paths, &options, &progress).await?;
+            drop(r);
+            let moved = cache.with_extension("moved");
+            let _ = std::fs::remove_dir_all(&moved);
+            copy_dir(cache, &moved)?;
+            index_dir = Some(moved);
+        }
+    }
     let mut r: Retriever = app.retriever(index_dir.as_deref()).await?;
-    let out = assistant::kb::ingest(
-        &mut r,
-        &[corpus.to_path_buf()],
-        &LoadOptions {
-            index_questions: a.index_questions,
-        },
-        &|done, total| {
-            if total > 0 && (done == total || done % 256 == 0) {
-                eprintln!("  indexed {done}/{total} sections");
-            }
-        },
-    )
-    .await?;
+    let out = assistant::kb::ingest(&mut r, &corpus_paths, &options, &progress).await?;
     for p in &out.problems {
         eprintln!("  ⚠ {p}");
     }
@@ -277,6 +289,22 @@ pub(crate) async fn open_index(app: &App, a: &EvalSet, corpus: &Path) -> anyhow:
         t0.elapsed().as_secs_f64()
     );
     Ok(r)
+}
+
+/// Copies an index directory (without tantivy's writer lock).
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else if e.file_name() != ".tantivy-writer.lock" {
+            std::fs::copy(e.path(), &target)
+                .with_context(|| format!("copying {}", e.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Loads the gold queries and opens the index over the corpus; keeps only queries whose

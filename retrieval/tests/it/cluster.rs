@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use retrieval::qdrant::QdrantStore;
 use retrieval::{QdrantConfig, SearchFilter, VectorPoint, VectorStore};
 
-use crate::qdrant_node::Cluster;
+use testkit::qdrant::Cluster;
 
 const DIM: usize = 16;
 

@@ -1,5 +1,4 @@
 mod cluster;
 mod engine;
 mod qdrant;
-mod qdrant_node;
 mod util;

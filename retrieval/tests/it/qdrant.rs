@@ -12,7 +12,7 @@ use retrieval::{
     VectorBackend, VectorPoint, VectorStore,
 };
 
-use crate::qdrant_node::Node;
+use testkit::qdrant::Node;
 use crate::util::{
     edit_streetlight_and_delete_bulky_waste, ingest_dir, write_corpus, CharEmbedder,
 };

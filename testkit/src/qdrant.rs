@@ -1,54 +1,15 @@
-//! Real Qdrant servers for the tests: the binary in `../shared/tools/qdrant` (or
-//! `$SHARED_DIR/tools/qdrant`), started on free loopback ports with its own storage under a
-//! temporary directory, one node or a cluster. When `../shared` is absent (a user's own
-//! machine) the tests that need it say so and pass without running; CI has it.
+//! Real Qdrant servers: the binary in `../shared/tools/qdrant`, started on free loopback ports
+//! with its own storage under a temporary directory, one node or a cluster.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `../shared` next to the repository, or `$SHARED_DIR`.
-pub fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    dir.is_dir().then_some(dir)
-}
+use crate::{free_port, http, log_tail, tool};
 
 /// The Qdrant binary, or `None` (with the reason printed) when `../shared` is absent.
-/// A `../shared` without the binary is a failure, not a skip.
 pub fn binary() -> Option<PathBuf> {
-    let Some(shared) = shared_dir() else {
-        eprintln!(
-            "SKIPPED: no ../shared (or $SHARED_DIR) with tools/qdrant/qdrant; \
-             this test runs against a real Qdrant server"
-        );
-        return None;
-    };
-    let bin = shared.join("tools/qdrant/qdrant");
-    assert!(bin.exists(), "{} is missing", bin.display());
-    Some(bin)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A plain HTTP/1.0 request to a node's REST port: (status, body).
-pub fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
+    tool("qdrant/qdrant")
 }
 
 /// One running (or stopped) Qdrant process.
@@ -130,13 +91,13 @@ impl Node {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!(
                     "qdrant exited with {status}: {}",
-                    std::fs::read_to_string(self.dir.join("qdrant.log")).unwrap_or_default()
+                    log_tail(&self.dir.join("qdrant.log"))
                 );
             }
             assert!(
                 t.elapsed() < Duration::from_secs(60),
                 "qdrant did not become ready: {}",
-                std::fs::read_to_string(self.dir.join("qdrant.log")).unwrap_or_default()
+                log_tail(&self.dir.join("qdrant.log"))
             );
             std::thread::sleep(Duration::from_millis(100));
         }
