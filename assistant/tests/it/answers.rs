@@ -68,7 +68,7 @@ pub(crate) async fn knowledge_base() -> Arc<Retriever> {
     Arc::new(r)
 }
 
-fn config() -> AnswerConfig {
+pub(crate) fn config() -> AnswerConfig {
     AnswerConfig {
         // The n-gram embedder's cosines are not e5's: hand-off thresholds are tested with the
         // real model (tests/it/ask.rs).

@@ -153,6 +153,9 @@ impl ChatModel for RemoteLlm {
         };
         let mut first: Option<Instant> = None;
         let mut pieces = 0usize;
+        // A stream that ends without `[DONE]` or a finish reason was cut off (the server died
+        // or a proxy dropped it): an error, never a reply taken as whole.
+        let mut complete = false;
         let reader = BufReader::new(resp.into_reader());
         for line in reader.lines() {
             let line = line.map_err(|e| self.err(format!("reading the stream: {e}")))?;
@@ -161,6 +164,7 @@ impl ChatModel for RemoteLlm {
             };
             let data = data.trim();
             if data == "[DONE]" {
+                complete = true;
                 break;
             }
             let chunk: Chunk = serde_json::from_str(data)
@@ -191,7 +195,11 @@ impl ChatModel for RemoteLlm {
                     Some("length") => stats.finish = FinishReason::Length,
                     _ => {}
                 }
+                complete |= c.finish_reason.is_some();
             }
+        }
+        if !complete {
+            return Err(self.err("the stream ended before the reply was complete"));
         }
         if let Some(f) = first {
             stats.generation_ms = f.elapsed().as_secs_f64() * 1000.0;
