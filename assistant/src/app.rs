@@ -282,8 +282,15 @@ impl App {
         let settings = &self.settings;
         let s = &settings.server;
         let mut retriever = self.retriever(Some(index_dir)).await?;
-        std::fs::create_dir_all(&s.uploads_dir)
-            .with_context(|| format!("creating {}", s.uploads_dir.display()))?;
+        let db = self.db()?;
+        // Uploaded guides live in the database; this instance's folder follows it.
+        let synced = crate::kb::sync_uploads(&db, &s.uploads_dir)?;
+        if synced.imported > 0 {
+            tracing::info!(
+                files = synced.imported,
+                "uploaded guides from before this version stored in the database"
+            );
+        }
         let paths = vec![settings.paths.corpus.clone(), s.uploads_dir.clone()];
         let out = crate::kb::ingest(
             &mut retriever,
@@ -301,7 +308,6 @@ impl App {
             "knowledge base ready"
         );
         let llm = if s.chat_llm { self.llm()? } else { None };
-        let db = self.db()?;
         let secret = http::load_or_create_secret(&s.key_path)?;
         let callback_base = s
             .public_url

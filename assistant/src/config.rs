@@ -103,7 +103,11 @@ pub struct ServerSettings {
     /// first start with mode 0600.
     pub key_path: PathBuf,
     /// Guides uploaded by administrators (indexed with the bundled corpus).
+    /// This instance's copy of the uploaded guides (they live in the database).
     pub uploads_dir: PathBuf,
+    /// Seconds between checks for guides uploaded or removed through another instance
+    /// (0: only at start and on this instance's own uploads).
+    pub guide_sync_secs: u64,
     /// Eval reports shown on the admin page.
     pub eval_reports: PathBuf,
     pub max_body_bytes: usize,
@@ -153,6 +157,7 @@ impl Default for ServerSettings {
             database_url: None,
             key_path: PathBuf::from("var/server.key"),
             uploads_dir: PathBuf::from("var/guides"),
+            guide_sync_secs: 5,
             eval_reports: PathBuf::from("target/eval-report"),
             max_body_bytes: 256 * 1024,
             max_message_chars: 500,

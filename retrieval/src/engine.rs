@@ -192,9 +192,17 @@ impl Retriever {
         let meta_path = dir.join("meta.json");
         let mut lexical_only = false;
         let mut move_vectors = false;
+        // A rebuild because this directory is damaged (not because the vectors changed) leaves
+        // a shared store's collection alone: other instances are answering from it, and the
+        // re-ingest upserts the same points again.
+        let shared_store = config.vectors != VectorBackend::Flat;
+        let mut local_damage = false;
         let mut rebuilt = match std::fs::read(&meta_path) {
             Err(_) if !dir.join("manifest.json").exists() => None,
-            Err(_) => Some("index metadata missing".to_string()),
+            Err(_) => {
+                local_damage = true;
+                Some("index metadata missing".to_string())
+            }
             Ok(bytes) => match serde_json::from_slice::<IndexMeta>(&bytes) {
                 Ok(old) if old == meta => None,
                 Ok(old) => {
@@ -218,7 +226,10 @@ impl Retriever {
                         Some(describe_change(&old, &meta))
                     }
                 }
-                Err(_) => Some("index metadata unreadable".to_string()),
+                Err(_) => {
+                    local_damage = true;
+                    Some("index metadata unreadable".to_string())
+                }
             },
         };
         let mut attempt = 0;
@@ -258,6 +269,7 @@ impl Retriever {
                             }
                             rebuilt = Some(format!("the vectors could not be moved: {e:#}"));
                             lexical_only = false;
+                            local_damage = true;
                             continue;
                         }
                     }
@@ -266,7 +278,7 @@ impl Retriever {
                             lexical.add(c)?;
                         }
                         lexical.commit()?;
-                    } else if rebuilt.is_some() {
+                    } else if rebuilt.is_some() && !(shared_store && local_damage) {
                         vectors.clear().await?;
                     }
                     write_atomic(&meta_path, &serde_json::to_vec_pretty(&meta).expect("meta"))?;
@@ -296,6 +308,7 @@ impl Retriever {
                 Err(e) if attempt == 1 && is_damage(&e) => {
                     rebuilt = Some(format!("index files damaged: {e:#}"));
                     lexical_only = false;
+                    local_damage = true;
                 }
                 Err(e) => return Err(e),
             }

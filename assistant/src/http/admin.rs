@@ -133,12 +133,55 @@ pub async fn upload(
         }
         Err(e) => return Err(ApiError::bad_request(format!("無法讀取這份說明：{e}"))),
     }
-    let dest = state.settings.uploads_dir.join(&name);
-    let part = dest.with_extension("part");
-    std::fs::write(&part, &req.content)
-        .and_then(|_| std::fs::rename(&part, &dest))
-        .map_err(ApiError::internal)?;
-    state.db.audit(&s.actor(), "guide.upload", &name)?;
+    // The database is where uploads live (every instance follows it); this instance's copy
+    // is brought up to date at once, the others within `server.guide_sync_secs`.
+    let (db, dir, content) = (
+        state.db.clone(),
+        state.settings.uploads_dir.clone(),
+        req.content,
+    );
+    let actor = s.actor();
+    let stored = name.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        db.put_guide(&stored, &content, &actor)?;
+        db.audit(&actor, "guide.upload", &stored)?;
+        crate::kb::sync_uploads(&db, &dir)?;
+        Ok(())
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    let job = start_reindex(&state);
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"job": job}))))
+}
+
+/// `DELETE /api/admin/guides/{name}`: removes an uploaded guide (the bundled ones are part of
+/// the release) from every instance.
+pub async fn delete_upload(
+    State(state): State<Arc<AppState>>,
+    s: Session,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    s.require(Role::Admin)?;
+    let (db, dir, actor) = (
+        state.db.clone(),
+        state.settings.uploads_dir.clone(),
+        s.actor(),
+    );
+    let removed = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
+        let removed = db.delete_guide(&name)?;
+        if removed {
+            db.audit(&actor, "guide.delete", &name)?;
+            crate::kb::sync_uploads(&db, &dir)?;
+        }
+        Ok(removed)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    if !removed {
+        return Err(ApiError::not_found("沒有這份上傳的說明。"));
+    }
     let job = start_reindex(&state);
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"job": job}))))
 }
@@ -165,10 +208,17 @@ pub async fn reindex(
 
 /// Re-ingests the corpus paths in the background. Answers keep being served from the current
 /// index until the job takes the write lock for the swap-in.
-fn start_reindex(state: &Arc<AppState>) -> String {
+pub(crate) fn start_reindex(state: &Arc<AppState>) -> String {
     let id = state.jobs.start("等待中");
     let (st, jid) = (state.clone(), id.clone());
-    tokio::spawn(async move {
+    tokio::spawn(async move { reindex_job(&st, &jid).await });
+    id
+}
+
+/// Re-ingests the corpus paths as job `jid`; true when it succeeded.
+pub(crate) async fn reindex_job(st: &Arc<AppState>, jid: &str) -> bool {
+    {
+        let jid = jid.to_string();
         let mut kb = st.kb.write().await;
         let paths = kb.paths.clone();
         let outcome = match Arc::get_mut(&mut kb.retriever) {
@@ -194,7 +244,8 @@ fn start_reindex(state: &Arc<AppState>) -> String {
         };
         drop(kb);
         match outcome {
-            Ok(o) => st.jobs.update(&jid, |j| {
+            Ok(o) => {
+                st.jobs.update(&jid, |j| {
                 j.state = "done";
                 j.message = format!(
                     "完成：新增 {}、更新 {}、未變 {}、移除 {} 份；{} 份有問題",
@@ -203,18 +254,20 @@ fn start_reindex(state: &Arc<AppState>) -> String {
                     o.report.unchanged,
                     o.report.removed,
                     o.problems.len()
-                );
-            }),
+                    );
+                });
+                true
+            }
             Err(e) => {
                 tracing::error!(error = %e, "re-index failed");
                 st.jobs.update(&jid, |j| {
                     j.state = "failed";
                     j.message = format!("失敗：{e}");
-                })
+                });
+                false
             }
         }
-    });
-    id
+    }
 }
 
 /// `GET /api/admin/jobs/{id}`.

@@ -385,12 +385,49 @@ pub async fn serve_on(
             }
         })
     };
+    let syncer = (state.settings.guide_sync_secs > 0).then(|| {
+        let state = state.clone();
+        tokio::spawn(follow_uploaded_guides(state))
+    });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let r = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await;
     purger.abort();
+    if let Some(t) = syncer {
+        t.abort();
+    }
     r.context("serving HTTP")
+}
+
+/// Every `server.guide_sync_secs`, brings this instance's copy of the uploaded guides in line
+/// with the database and re-indexes when another instance added, replaced or removed one.
+async fn follow_uploaded_guides(state: Arc<AppState>) {
+    let every = std::time::Duration::from_secs(state.settings.guide_sync_secs);
+    // Set when the folder changed but the index has not caught up (a failed re-index is tried
+    // again next round).
+    let mut pending = false;
+    loop {
+        tokio::time::sleep(every).await;
+        let (db, dir) = (state.db.clone(), state.settings.uploads_dir.clone());
+        match tokio::task::spawn_blocking(move || crate::kb::sync_uploads(&db, &dir)).await {
+            Ok(Ok(sync)) if sync.changed() => {
+                tracing::info!(
+                    written = sync.written,
+                    removed = sync.removed,
+                    "uploaded guides changed elsewhere; re-indexing"
+                );
+                pending = true;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "following the uploaded guides failed"),
+            Err(e) => tracing::error!(error = %e, "following the uploaded guides panicked"),
+        }
+        if pending {
+            let jid = state.jobs.start("等待中");
+            pending = !admin::reindex_job(&state, &jid).await;
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -92,7 +92,8 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/api/analytics/import", "admin", "Import a 1999 dispatch CSV or .csv.gz (the request body; up to 256 MB) in the background", &[], "202 {job}", analytics::import),
         route!(get, "/api/admin/gaps", "admin", "Knowledge gaps: questions handed off or answered with low confidence (personal details removed), grouped by topic. Query: days (default 30)", &[], "{days, questions, groups: [{topic, doc_id, bureau, count, handoffs, low_confidence, examples}]}", analytics::gaps),
         route!(get, "/api/admin/guides", "admin", "Indexed guides", &[], "[{doc_id, title, bureau}]", admin::guides),
-        route!(post, "/api/admin/guides", "admin", "Upload a guide (checked, saved, re-indexed)", &[("filename", "string", true), ("content", "string", true)], "202 {job}", admin::upload),
+        route!(post, "/api/admin/guides", "admin", "Upload a guide (checked, stored in the database for every instance, re-indexed)", &[("filename", "string", true), ("content", "string", true)], "202 {job}", admin::upload),
+        route!(delete, "/api/admin/guides/{name}", "admin", "Remove an uploaded guide (from every instance) and re-index", &[], "202 {job}", admin::delete_upload),
         route!(post, "/api/admin/reindex", "admin", "Re-index the corpus", &[], "202 {job}", admin::reindex),
         route!(get, "/api/admin/jobs/{id}", "admin", "A background job's progress", &[], "{state, done, total, message}", admin::job),
         route!(post, "/api/admin/users", "admin", "Create an agent or administrator account", &[("username", "string", true), ("password", "string", true), ("role", "string", true)], "201 {username, role}", admin::add_user),

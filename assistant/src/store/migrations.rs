@@ -132,4 +132,13 @@ pub const MIGRATIONS: &[&str] = &[
         bureau TEXT NOT NULL
     );
     CREATE INDEX knowledge_gaps_time ON knowledge_gaps (time);",
+    // 7: uploaded guides live in the database, so every instance behind a load balancer
+    // serves the same ones (each keeps a copy in its `server.uploads_dir` and indexes it).
+    "CREATE TABLE guide_files (
+        name TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        content TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        updated BIGINT NOT NULL
+    );",
 ];

@@ -17,6 +17,7 @@ mod audit;
 mod calls;
 mod cases;
 mod conversations;
+mod guides;
 mod migrations;
 mod mydata;
 
@@ -25,6 +26,7 @@ pub use analytics::{CaseRecord, GapRow};
 pub use audit::AuditRow;
 pub use calls::CallRow;
 pub use conversations::{ConversationRow, HandoffRow};
+pub use guides::guide_digest;
 pub use migrations::MIGRATIONS;
 pub use mydata::{TransferLogStore, TransferRow};
 

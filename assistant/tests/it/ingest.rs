@@ -134,3 +134,56 @@ fn malformed_config_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// Uploaded guides live in the database; each instance's folder follows it.
+#[test]
+fn every_instance_s_uploads_folder_follows_the_database() {
+    use assistant::kb::{sync_uploads, UploadSync};
+    use assistant::store::Db;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&dir.path().join("state.db")).unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    // Instance A has a file from before guides were kept in the database: stored there.
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(a.join("old.md"), "# 舊的說明\n").unwrap();
+    std::fs::write(a.join("notes.txt"), "not a guide").unwrap();
+    let first = sync_uploads(&db, &a).unwrap();
+    assert_eq!(
+        first,
+        UploadSync {
+            imported: 1,
+            written: 0,
+            removed: 0
+        }
+    );
+    // Instance B starts empty and gets it.
+    assert_eq!(sync_uploads(&db, &b).unwrap().written, 1);
+    assert_eq!(
+        std::fs::read_to_string(b.join("old.md")).unwrap(),
+        "# 舊的說明\n"
+    );
+    // Nothing changed: nothing to do.
+    assert!(!sync_uploads(&db, &a).unwrap().changed());
+    assert!(!sync_uploads(&db, &b).unwrap().changed());
+    // A replaces it through the database, B follows; then it is removed everywhere.
+    db.put_guide("old.md", "# 新的說明\n", "admin").unwrap();
+    db.put_guide("new.md", "# 另一份\n", "admin").unwrap();
+    let s = sync_uploads(&db, &b).unwrap();
+    assert_eq!((s.written, s.removed), (2, 0));
+    assert_eq!(
+        std::fs::read_to_string(b.join("old.md")).unwrap(),
+        "# 新的說明\n"
+    );
+    assert!(db.delete_guide("old.md").unwrap());
+    for d in [&a, &b] {
+        sync_uploads(&db, d).unwrap();
+        assert!(!d.join("old.md").exists());
+        assert!(d.join("new.md").exists());
+    }
+    // A file that appears in a synced folder is not imported (the database decides).
+    std::fs::write(b.join("stray.md"), "# 不明\n").unwrap();
+    assert_eq!(sync_uploads(&db, &b).unwrap().removed, 1);
+    assert!(db.guide_content("stray.md").unwrap().is_none());
+    // Other files are left alone.
+    assert!(a.join("notes.txt").exists());
+}

@@ -897,6 +897,16 @@ fn postgres_runs_the_same_migrations_case_flow_and_mydata_flow() {
         again.version().unwrap(),
         assistant::store::MIGRATIONS.len() as i64
     );
+    // Uploaded guides: replaced in place (ON CONFLICT), listed by digest, removed.
+    db.put_guide("a.md", "# 一", "admin").unwrap();
+    db.put_guide("a.md", "# 二", "admin").unwrap();
+    assert_eq!(
+        db.guide_digests().unwrap(),
+        [("a.md".to_string(), assistant::store::guide_digest("# 二"))]
+    );
+    assert_eq!(db.guide_content("a.md").unwrap().as_deref(), Some("# 二"));
+    assert!(db.delete_guide("a.md").unwrap());
+    assert!(!db.delete_guide("a.md").unwrap());
     crate::analytics::import_flow(db.clone());
     case_flow(db.clone());
     mydata_flow(db.clone());

@@ -572,3 +572,46 @@ async fn an_embedded_index_moves_to_qdrant_without_embedding_again() {
         }
     }
 }
+
+#[tokio::test]
+async fn one_instance_rebuilding_a_damaged_index_leaves_the_shared_collection_alone() {
+    let node = qdrant!();
+    let url = node.url();
+    let corpus = tempfile::tempdir().unwrap();
+    write_corpus(corpus.path());
+    let embedder = Arc::new(CharEmbedder {
+        dim: 32,
+        version: "shared",
+    });
+    // Two instances, each with its own index directory, one collection.
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Retriever::open(Some(a_dir.path()), embedder.clone(), qdrant_config(&url, "shared"))
+        .await
+        .unwrap();
+    ingest_dir(&mut a, corpus.path()).await;
+    let mut b = Retriever::open(Some(b_dir.path()), embedder.clone(), qdrant_config(&url, "shared"))
+        .await
+        .unwrap();
+    ingest_dir(&mut b, corpus.path()).await;
+    let probe = connect(&url, "shared", 32).await.unwrap();
+    let n = probe.count().await.unwrap();
+    assert_eq!(n, a.num_chunks());
+    drop(b);
+    // B's directory is damaged: B rebuilds and re-ingests, A keeps answering throughout.
+    std::fs::write(b_dir.path().join("meta.json"), b"{not json").unwrap();
+    let mut b = Retriever::open(Some(b_dir.path()), embedder.clone(), qdrant_config(&url, "shared"))
+        .await
+        .unwrap();
+    assert!(b.rebuilt().is_some());
+    assert_eq!(probe.count().await.unwrap(), n, "the collection was not cleared");
+    let dense = SearchOptions {
+        k: 3,
+        mode: Mode::Dense,
+        filter: no_filter(),
+    };
+    let hits = a.search("路燈不亮要報修", &dense).await.unwrap();
+    assert_eq!(hits[0].chunk.doc_id, "streetlight");
+    let rep = ingest_dir(&mut b, corpus.path()).await;
+    assert_eq!(rep.added, 3);
+    assert_eq!(probe.count().await.unwrap(), n, "the same points upserted again");
+}
