@@ -302,6 +302,14 @@ fn set_path(table: &mut toml::Table, parts: &[String], value: toml::Value) {
 }
 
 fn parse_scalar(s: &str) -> toml::Value {
+    // A list in TOML syntax: `ASSISTANT__RETRIEVAL__VECTORS__PEERS='["http://q2:6334"]'`.
+    if s.trim_start().starts_with('[') {
+        if let Ok(mut t) = toml::from_str::<toml::Table>(&format!("v = {s}")) {
+            if let Some(v) = t.remove("v") {
+                return v;
+            }
+        }
+    }
     if let Ok(i) = s.parse::<i64>() {
         return toml::Value::Integer(i);
     }
@@ -341,6 +349,32 @@ mod tests {
         assert_eq!(s.retrieval.candidates, 70);
         let s = Settings::load_from(dir.path(), None, &[]).unwrap();
         assert_eq!(s.paths.index_dir, PathBuf::from("a"));
+    }
+
+    #[test]
+    fn a_qdrant_cluster_is_configured_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("base.toml"), "[retrieval.vectors]\nbackend = \"flat\"\n")
+            .unwrap();
+        let env: Vec<(String, String)> = [
+            ("ASSISTANT__RETRIEVAL__VECTORS__BACKEND", "qdrant"),
+            ("ASSISTANT__RETRIEVAL__VECTORS__URL", "http://q1:6334"),
+            ("ASSISTANT__RETRIEVAL__VECTORS__PEERS", r#"["http://q2:6334", "http://q3:6334"]"#),
+            ("ASSISTANT__RETRIEVAL__VECTORS__COLLECTION", "guides"),
+            ("ASSISTANT__RETRIEVAL__VECTORS__REPLICATION_FACTOR", "2"),
+            ("ASSISTANT__SERVER__TRUSTED_PROXIES", r#"["10.0.0.1"]"#),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let s = Settings::load_from(dir.path(), None, &env).unwrap();
+        let retrieval::VectorBackend::Qdrant(q) = &s.retrieval.vectors else {
+            panic!("{:?}", s.retrieval.vectors);
+        };
+        assert_eq!(q.url, "http://q1:6334");
+        assert_eq!(q.peers, ["http://q2:6334", "http://q3:6334"]);
+        assert_eq!((q.replication_factor, q.shard_number), (2, 1));
+        assert_eq!(s.server.trusted_proxies.len(), 1);
     }
 
     #[test]

@@ -163,7 +163,9 @@ impl Retriever {
     ) -> Result<Self> {
         let backend_name = match &config.vectors {
             VectorBackend::Flat => "flat".to_string(),
-            VectorBackend::Qdrant(q) => format!("qdrant:{}/{}", q.url, q.collection),
+            // The collection, not the node: instances reach a cluster through different nodes,
+            // and a node's address may change without the vectors changing.
+            VectorBackend::Qdrant(q) => format!("qdrant:{}", q.collection),
         };
         let meta = IndexMeta {
             schema: SCHEMA_VERSION,
@@ -260,6 +262,19 @@ impl Retriever {
             }
             match Self::open_parts(dir, &config, &meta).await {
                 Ok((mut lexical, vectors, manifest)) => {
+                    // A shared store that holds nothing while this index lists sections: a new
+                    // or emptied cluster. Everything is ingested again.
+                    if shared_store
+                        && attempt == 1
+                        && rebuilt.is_none()
+                        && !move_vectors
+                        && manifest.docs.values().any(|e| !e.chunks.is_empty())
+                        && vectors.count().await? == 0
+                    {
+                        rebuilt = Some("the vector store holds none of the index's vectors".into());
+                        lexical_only = false;
+                        continue;
+                    }
                     if move_vectors && attempt == 1 {
                         if let Err(e) =
                             Self::move_flat_vectors(dir, meta.dim, vectors.as_ref()).await

@@ -14,13 +14,19 @@ use models::assets::{default_cache_root, AssetCache, LLM};
 use models::llm::{ChatMessage, ChatModel, FinishReason, GenerationParams, RemoteConfig, RemoteLlm};
 use testkit::llama::LlamaServer;
 
-/// llama-server with the product's GGUF, or a skip when `../shared` is absent.
-fn server() -> Option<LlamaServer> {
+/// One llama-server at a time: the tests share two cores with the rest of the suite, and a
+/// model generating beside another one would only test the machine's patience.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// llama-server with the product's GGUF (the guard keeps the others waiting), or a skip when
+/// `../shared` is absent.
+fn server() -> Option<(LlamaServer, std::sync::MutexGuard<'static, ()>)> {
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let gguf = AssetCache::new(default_cache_root())
         .require(&LLM)
         .unwrap_or_else(|e| panic!("{e} (the README's test command runs setup first)"))
         .path;
-    LlamaServer::start(&gguf, 2)
+    LlamaServer::start(&gguf, 2).map(|s| (s, guard))
 }
 
 fn remote(server: &LlamaServer, timeout_s: u64) -> RemoteLlm {
@@ -58,8 +64,8 @@ fn eventually(what: &str, ok: impl Fn() -> bool) {
 
 #[test]
 fn a_real_server_streams_the_reply_piece_by_piece_with_usage() {
-    let Some(server) = server() else { return };
-    let llm = remote(&server, 60);
+    let Some((server, _one)) = server() else { return };
+    let llm = remote(&server, 300);
     let (messages, params) = counting(24);
     let mut pieces = Vec::new();
     let stats = llm
@@ -79,8 +85,8 @@ fn a_real_server_streams_the_reply_piece_by_piece_with_usage() {
 
 #[test]
 fn a_cancelled_reply_stops_the_server_generating() {
-    let Some(server) = server() else { return };
-    let llm = remote(&server, 60);
+    let Some((server, _one)) = server() else { return };
+    let llm = remote(&server, 300);
     let (messages, params) = counting(1500);
     let before = server.tokens_predicted();
     let mut seen = 0;
@@ -104,7 +110,7 @@ fn a_cancelled_reply_stops_the_server_generating() {
 
 #[test]
 fn a_reply_slower_than_the_timeout_is_an_error() {
-    let Some(server) = server() else { return };
+    let Some((server, _one)) = server() else { return };
     let llm = remote(&server, 1);
     let (messages, params) = counting(3000);
     let mut text = String::new();
@@ -121,9 +127,9 @@ fn a_reply_slower_than_the_timeout_is_an_error() {
 
 #[test]
 fn a_server_killed_mid_reply_is_an_error_not_a_short_reply() {
-    let Some(server) = server() else { return };
+    let Some((server, _one)) = server() else { return };
     let server = Mutex::new(server);
-    let llm = remote(&server.lock().unwrap(), 60);
+    let llm = remote(&server.lock().unwrap(), 300);
     let (messages, params) = counting(1500);
     let mut pieces = 0;
     let result = llm.chat(&messages, &params, &mut |_| {
@@ -149,8 +155,8 @@ async fn answerer(llm: Arc<dyn ChatModel>) -> Answerer {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_through_a_real_server_pass_the_grounding_check_or_fall_back() {
-    let Some(server) = server() else { return };
-    let a = answerer(Arc::new(remote(&server, 120))).await;
+    let Some((server, _one)) = server() else { return };
+    let a = answerer(Arc::new(remote(&server, 300))).await;
     for q in ["敬老卡要去哪裡申請？", "路燈不亮要怎麼報修？"] {
         let mut draft = None;
         let mut streamed = String::new();
@@ -186,14 +192,14 @@ async fn answers_through_a_real_server_pass_the_grounding_check_or_fall_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_extractive_answer_stays_when_the_server_dies_mid_answer() {
-    let Some(server) = server() else { return };
+    let Some((server, _one)) = server() else { return };
     let base = server.base_url();
     let server = Arc::new(Mutex::new(server));
     let a = answerer(Arc::new(RemoteLlm::new(RemoteConfig {
         base_url: base,
         model: "qwen2.5-coder-0.5b".into(),
         api_key: None,
-        timeout_s: 120,
+        timeout_s: 300,
     })
     .unwrap()))
     .await;

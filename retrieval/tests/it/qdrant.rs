@@ -376,9 +376,9 @@ async fn filtered_fields_have_keyword_indexes() {
         assert_eq!(schema.points, Some(4), "{field}: every point indexed");
     }
     // An index dropped behind our back is created again at the next connect.
-    raw.delete_field_index(qdrant_client::qdrant::DeleteFieldIndexCollectionBuilder::new(
-        "guides", "bureau",
-    ))
+    raw.delete_field_index(
+        qdrant_client::qdrant::DeleteFieldIndexCollectionBuilder::new("guides", "bureau").wait(true),
+    )
     .await
     .unwrap();
     let _again = connect(&url, "guides", 3).await.unwrap();
@@ -614,4 +614,50 @@ async fn one_instance_rebuilding_a_damaged_index_leaves_the_shared_collection_al
     let rep = ingest_dir(&mut b, corpus.path()).await;
     assert_eq!(rep.added, 3);
     assert_eq!(probe.count().await.unwrap(), n, "the same points upserted again");
+}
+
+#[tokio::test]
+async fn an_index_pointed_at_an_empty_cluster_is_ingested_again() {
+    let first = qdrant!();
+    let corpus = tempfile::tempdir().unwrap();
+    let index = tempfile::tempdir().unwrap();
+    write_corpus(corpus.path());
+    let embedder = Arc::new(CharEmbedder {
+        dim: 32,
+        version: "new-cluster",
+    });
+    let mut r = Retriever::open(
+        Some(index.path()),
+        embedder.clone(),
+        qdrant_config(&first.url(), "guides"),
+    )
+    .await
+    .unwrap();
+    ingest_dir(&mut r, corpus.path()).await;
+    drop(r);
+    // The same collection name on another (empty) server: not taken as up to date.
+    let second = qdrant!();
+    let mut r = Retriever::open(
+        Some(index.path()),
+        embedder.clone(),
+        qdrant_config(&second.url(), "guides"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        r.rebuilt().is_some_and(|why| why.contains("holds none")),
+        "{:?}",
+        r.rebuilt()
+    );
+    let rep = ingest_dir(&mut r, corpus.path()).await;
+    assert_eq!(rep.added, 3);
+    let probe = connect(&second.url(), "guides", 32).await.unwrap();
+    assert_eq!(probe.count().await.unwrap(), r.num_chunks());
+    // A node address that changes with the vectors in place is not a rebuild.
+    drop(r);
+    let same = format!("http://localhost:{}", second.grpc);
+    let r = Retriever::open(Some(index.path()), embedder, qdrant_config(&same, "guides"))
+        .await
+        .unwrap();
+    assert!(r.rebuilt().is_none(), "{:?}", r.rebuilt());
 }
