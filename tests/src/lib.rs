@@ -273,6 +273,40 @@ impl Client {
         }
     }
 
+    /// Sends the next requests to another instance (the session cookie goes along, as behind a
+    /// load balancer).
+    pub fn set_base(&mut self, base: &str) {
+        self.base = base.to_string();
+    }
+
+    /// A POST whose connection may fail (an instance being killed): the reply, or the
+    /// transport error.
+    pub fn try_post(&mut self, path: &str, body: &Value) -> Result<Reply, String> {
+        let r = self
+            .req("POST", path)
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string());
+        match r {
+            Ok(_) | Err(ureq::Error::Status(..)) => Ok(self.finish(r)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Opens the session like [`Client::open`], or says why it could not (an instance down).
+    pub fn try_open(base: &str) -> Result<Client, String> {
+        let mut c = Client::new(base);
+        let r = c.req("GET", "/api/session").call();
+        if let Err(ureq::Error::Transport(e)) = &r {
+            return Err(e.to_string());
+        }
+        let s = c.finish(r);
+        if s.status != 200 {
+            return Err(format!("{}: {}", s.status, s.body));
+        }
+        c.csrf = s.json()["csrf"].as_str().map(String::from);
+        Ok(c)
+    }
+
     /// Opens the session like the pages do.
     pub fn open(base: &str) -> Client {
         let mut c = Client::new(base);

@@ -77,7 +77,11 @@ impl Db {
 
     /// Every record after `after_id`, in id order, handed to `f` as (id, category, district,
     /// village, block, address, day, hour).
-    pub fn scan_case_records(&self, after_id: i64, mut f: impl FnMut(i64, &Row)) -> Result<()> {
+    pub fn scan_case_records(
+        &self,
+        after_id: i64,
+        mut f: impl FnMut(i64, &Row) + Send,
+    ) -> Result<()> {
         self.for_each(
             "SELECT id, category, district, village, block, address, day, hour \
              FROM case_records WHERE id > ?1 ORDER BY id",

@@ -109,7 +109,32 @@ impl Row {
 
 enum Backend {
     Sqlite(Mutex<rusqlite::Connection>),
-    Postgres(Mutex<postgres::Client>),
+    Postgres(Mutex<PgClient>),
+}
+
+/// The synchronous PostgreSQL client, closed off any async runtime's thread: its `Drop` runs
+/// its own runtime, which cannot start on a thread driving one (the CLI's, a handler's).
+struct PgClient(Option<postgres::Client>);
+
+impl std::ops::Deref for PgClient {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        self.0.as_ref().expect("open until dropped")
+    }
+}
+
+impl std::ops::DerefMut for PgClient {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        self.0.as_mut().expect("open until dropped")
+    }
+}
+
+impl Drop for PgClient {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            blocking(move || drop(c));
+        }
+    }
 }
 
 /// A shared handle on the database (cheap to clone).
@@ -227,12 +252,15 @@ fn pg_row(r: &postgres::Row) -> std::result::Result<Row, postgres::Error> {
 
 /// Runs blocking PostgreSQL I/O from any thread (leaving the async runtime's context first when
 /// called from one of its workers).
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
         }
-        _ => f(),
+        // The synchronous PostgreSQL client runs its own runtime, which cannot start on a
+        // thread that drives a current-thread runtime (the CLI's): run it on another thread.
+        Ok(_) => std::thread::scope(|s| s.spawn(f).join().expect("database call panicked")),
+        Err(_) => f(),
     }
 }
 
@@ -269,7 +297,7 @@ impl Db {
         let client = blocking(|| postgres::Client::connect(url, postgres::NoTls))
             .what("connect to PostgreSQL (check server.database_url)")?;
         let db = Db {
-            inner: Arc::new(Backend::Postgres(Mutex::new(client))),
+            inner: Arc::new(Backend::Postgres(Mutex::new(PgClient(Some(client))))),
         };
         db.migrate("postgres")?;
         Ok(db)
@@ -426,7 +454,7 @@ impl Db {
 
     /// Runs a query and hands each row to `f` as it is read, without collecting them (a scan
     /// of millions of rows).
-    pub fn for_each(&self, sql: &str, params: &[Val], mut f: impl FnMut(&Row)) -> Result<()> {
+    pub fn for_each(&self, sql: &str, params: &[Val], mut f: impl FnMut(&Row) + Send) -> Result<()> {
         match &*self.inner {
             Backend::Sqlite(c) => {
                 let c = c.lock().unwrap_or_else(|p| p.into_inner());
