@@ -354,12 +354,18 @@ mod tests {
     #[test]
     fn a_qdrant_cluster_is_configured_from_the_environment() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("base.toml"), "[retrieval.vectors]\nbackend = \"flat\"\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join("base.toml"),
+            "[retrieval.vectors]\nbackend = \"flat\"\n",
+        )
+        .unwrap();
         let env: Vec<(String, String)> = [
             ("ASSISTANT__RETRIEVAL__VECTORS__BACKEND", "qdrant"),
             ("ASSISTANT__RETRIEVAL__VECTORS__URL", "http://q1:6334"),
-            ("ASSISTANT__RETRIEVAL__VECTORS__PEERS", r#"["http://q2:6334", "http://q3:6334"]"#),
+            (
+                "ASSISTANT__RETRIEVAL__VECTORS__PEERS",
+                r#"["http://q2:6334", "http://q3:6334"]"#,
+            ),
             ("ASSISTANT__RETRIEVAL__VECTORS__COLLECTION", "guides"),
             ("ASSISTANT__RETRIEVAL__VECTORS__REPLICATION_FACTOR", "2"),
             ("ASSISTANT__SERVER__TRUSTED_PROXIES", r#"["10.0.0.1"]"#),

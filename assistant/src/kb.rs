@@ -148,8 +148,11 @@ pub fn sync_uploads(db: &crate::store::Db, dir: &Path) -> anyhow::Result<UploadS
         out.removed += 1;
     }
     if !mark.exists() {
-        std::fs::write(&mark, "uploaded guides are kept in the database; this folder follows it\n")
-            .with_context(|| format!("writing {}", mark.display()))?;
+        std::fs::write(
+            &mark,
+            "uploaded guides are kept in the database; this folder follows it\n",
+        )
+        .with_context(|| format!("writing {}", mark.display()))?;
     }
     Ok(out)
 }

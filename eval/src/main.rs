@@ -255,7 +255,7 @@ pub(crate) async fn open_index(app: &App, a: &EvalSet, corpus: &Path) -> anyhow:
         index_questions: a.index_questions,
     };
     let progress = |done: usize, total: usize| {
-        if total > 0 && (done == total || done % 256 == 0) {
+        if total > 0 && (done == total || done.is_multiple_of(256)) {
             eprintln!("  indexed {done}/{total} sections");
         }
     };

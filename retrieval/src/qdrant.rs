@@ -97,9 +97,7 @@ fn err(op: &'static str) -> impl FnOnce(QdrantError) -> Error {
 fn unreachable(e: &QdrantError) -> bool {
     match e {
         QdrantError::ResponseError { status } => match status.code() {
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown => {
-                true
-            }
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown => true,
             // qdrant-client's channel pool reports a refused connection this way.
             tonic::Code::Internal => status.message().starts_with("Failed to connect"),
             _ => false,

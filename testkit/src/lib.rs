@@ -57,6 +57,8 @@ pub fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
 pub(crate) fn log_tail(path: &Path) -> String {
     let s = std::fs::read_to_string(path).unwrap_or_default();
     let start = s.len().saturating_sub(4000);
-    let start = (start..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+    let start = (start..s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
     s[start..].to_string()
 }

@@ -67,7 +67,10 @@ impl Node {
             .env("QDRANT__SERVICE__GRPC_PORT", self.grpc.to_string())
             .env("QDRANT__SERVICE__HTTP_PORT", self.http.to_string())
             .env("QDRANT__STORAGE__STORAGE_PATH", self.dir.join("storage"))
-            .env("QDRANT__STORAGE__SNAPSHOTS_PATH", self.dir.join("snapshots"))
+            .env(
+                "QDRANT__STORAGE__SNAPSHOTS_PATH",
+                self.dir.join("snapshots"),
+            )
             .env("QDRANT__TELEMETRY_DISABLED", "true")
             .env("QDRANT__LOG_LEVEL", "WARN")
             .args(&self.args)
@@ -184,7 +187,8 @@ impl Cluster {
     pub fn replicas(&self, collection: &str) -> Vec<(u64, u64, String)> {
         let mut out = Vec::new();
         for n in self.nodes.iter().filter(|n| n.child.is_some()) {
-            let Some((200, body)) = http(n.http, "GET", &format!("/collections/{collection}/cluster"))
+            let Some((200, body)) =
+                http(n.http, "GET", &format!("/collections/{collection}/cluster"))
             else {
                 continue;
             };
@@ -213,7 +217,10 @@ impl Cluster {
     pub fn wait_for(&self, ok: impl Fn(&Cluster) -> bool, what: &str) -> Duration {
         let t = Instant::now();
         while !ok(self) {
-            assert!(t.elapsed() < Duration::from_secs(120), "timed out waiting for {what}");
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "timed out waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         t.elapsed()

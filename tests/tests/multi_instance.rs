@@ -44,7 +44,10 @@ fn database_url() -> String {
 fn answers_from_the_new_guide(base: &str) -> bool {
     let mut c = Client::open(base);
     let a = c
-        .post("/api/ask", &json!({"message": "屋頂綠化補助要準備什麼文件？"}))
+        .post(
+            "/api/ask",
+            &json!({"message": "屋頂綠化補助要準備什麼文件？"}),
+        )
         .json();
     a["citations"]
         .as_array()
@@ -102,13 +105,19 @@ fn three_instances_on_postgresql_and_a_qdrant_cluster_act_as_one_service() {
     let dir = tempfile::tempdir().unwrap();
     // Every instance signs sessions with the same key (a secret file on each machine).
     let key = dir.path().join("server.key");
-    std::fs::write(&key, (0..64).map(|i| (i * 37 + 11) as u8).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(
+        &key,
+        (0..64).map(|i| (i * 37 + 11) as u8).collect::<Vec<u8>>(),
+    )
+    .unwrap();
     let key = key.display().to_string();
     let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
     let mut instances: Vec<Server> = Vec::new();
     let started = Instant::now();
     for i in 0..3 {
-        let peers: Vec<String> = (1..3).map(|k| format!("\"{}\"", nodes[(i + k) % 3])).collect();
+        let peers: Vec<String> = (1..3)
+            .map(|k| format!("\"{}\"", nodes[(i + k) % 3]))
+            .collect();
         let peers = format!("[{}]", peers.join(", "));
         let env = [
             ("ASSISTANT__SERVER__DATABASE_URL", db_url.as_str()),
@@ -216,7 +225,9 @@ fn three_instances_on_postgresql_and_a_qdrant_cluster_act_as_one_service() {
                     let conv = events(&chat.body)
                         .first()
                         .and_then(|(_, v)| v["conversation_id"].as_str().map(String::from))?;
-                    let h = c.try_post("/api/handoff", &json!({"conversation_id": conv})).ok()?;
+                    let h = c
+                        .try_post("/api/handoff", &json!({"conversation_id": conv}))
+                        .ok()?;
                     (h.status == 200).then_some(conv)
                 })();
                 if let Some(conv) = acked {
@@ -271,10 +282,18 @@ fn three_instances_on_postgresql_and_a_qdrant_cluster_act_as_one_service() {
         .map(|c| c["conversation_id"].as_str().unwrap().to_string())
         .collect();
     for c in &handoffs {
-        assert!(waiting.contains(c), "hand-off {c} was acknowledged but lost");
+        assert!(
+            waiting.contains(c),
+            "hand-off {c} was acknowledged but lost"
+        );
     }
     admin.set_base(&bases[2]);
-    let audit: Vec<Value> = admin.get("/api/admin/audit").json().as_array().unwrap().clone();
+    let audit: Vec<Value> = admin
+        .get("/api/admin/audit")
+        .json()
+        .as_array()
+        .unwrap()
+        .clone();
     for id in &cases {
         assert!(
             audit

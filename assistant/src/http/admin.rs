@@ -246,14 +246,14 @@ pub(crate) async fn reindex_job(st: &Arc<AppState>, jid: &str) -> bool {
         match outcome {
             Ok(o) => {
                 st.jobs.update(&jid, |j| {
-                j.state = "done";
-                j.message = format!(
-                    "完成：新增 {}、更新 {}、未變 {}、移除 {} 份；{} 份有問題",
-                    o.report.added,
-                    o.report.updated,
-                    o.report.unchanged,
-                    o.report.removed,
-                    o.problems.len()
+                    j.state = "done";
+                    j.message = format!(
+                        "完成：新增 {}、更新 {}、未變 {}、移除 {} 份；{} 份有問題",
+                        o.report.added,
+                        o.report.updated,
+                        o.report.unchanged,
+                        o.report.removed,
+                        o.problems.len()
                     );
                 });
                 true

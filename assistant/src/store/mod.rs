@@ -454,7 +454,12 @@ impl Db {
 
     /// Runs a query and hands each row to `f` as it is read, without collecting them (a scan
     /// of millions of rows).
-    pub fn for_each(&self, sql: &str, params: &[Val], mut f: impl FnMut(&Row) + Send) -> Result<()> {
+    pub fn for_each(
+        &self,
+        sql: &str,
+        params: &[Val],
+        mut f: impl FnMut(&Row) + Send,
+    ) -> Result<()> {
         match &*self.inner {
             Backend::Sqlite(c) => {
                 let c = c.lock().unwrap_or_else(|p| p.into_inner());

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use assistant::answer::{AnswerEvent, AnswerKind, Answerer, AskContext};
 use models::assets::{default_cache_root, AssetCache, LLM};
-use models::llm::{ChatMessage, ChatModel, FinishReason, GenerationParams, RemoteConfig, RemoteLlm};
+use models::llm::{
+    ChatMessage, ChatModel, FinishReason, GenerationParams, RemoteConfig, RemoteLlm,
+};
 use testkit::llama::LlamaServer;
 
 /// One llama-server at a time: the tests share two cores with the rest of the suite, and a
@@ -57,14 +59,19 @@ fn counting(max_tokens: usize) -> (Vec<ChatMessage>, GenerationParams) {
 fn eventually(what: &str, ok: impl Fn() -> bool) {
     let t = Instant::now();
     while !ok() {
-        assert!(t.elapsed() < Duration::from_secs(30), "timed out waiting: {what}");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "timed out waiting: {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 #[test]
 fn a_real_server_streams_the_reply_piece_by_piece_with_usage() {
-    let Some((server, _one)) = server() else { return };
+    let Some((server, _one)) = server() else {
+        return;
+    };
     let llm = remote(&server, 300);
     let (messages, params) = counting(24);
     let mut pieces = Vec::new();
@@ -85,7 +92,9 @@ fn a_real_server_streams_the_reply_piece_by_piece_with_usage() {
 
 #[test]
 fn a_cancelled_reply_stops_the_server_generating() {
-    let Some((server, _one)) = server() else { return };
+    let Some((server, _one)) = server() else {
+        return;
+    };
     let llm = remote(&server, 300);
     let (messages, params) = counting(1500);
     let before = server.tokens_predicted();
@@ -101,7 +110,10 @@ fn a_cancelled_reply_stops_the_server_generating() {
     // The connection closed with the reply: the slot goes idle long before 1,500 tokens.
     eventually("the slot to go idle", || !server.busy());
     let predicted = server.tokens_predicted() - before;
-    assert!(predicted < 500, "{predicted} tokens generated after the cancel");
+    assert!(
+        predicted < 500,
+        "{predicted} tokens generated after the cancel"
+    );
     // And the server takes the next request.
     let (messages, params) = counting(4);
     let stats = llm.chat(&messages, &params, &mut |_| true).unwrap();
@@ -110,7 +122,9 @@ fn a_cancelled_reply_stops_the_server_generating() {
 
 #[test]
 fn a_reply_slower_than_the_timeout_is_an_error() {
-    let Some((server, _one)) = server() else { return };
+    let Some((server, _one)) = server() else {
+        return;
+    };
     let llm = remote(&server, 1);
     let (messages, params) = counting(3000);
     let mut text = String::new();
@@ -122,12 +136,17 @@ fn a_reply_slower_than_the_timeout_is_an_error() {
         .expect_err("3,000 tokens take longer than a second");
     let msg = err.to_string();
     assert!(msg.contains(&server.base_url()), "names the server: {msg}");
-    assert!(msg.to_lowercase().contains("timed out") || msg.contains("timeout"), "{msg}");
+    assert!(
+        msg.to_lowercase().contains("timed out") || msg.contains("timeout"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn a_server_killed_mid_reply_is_an_error_not_a_short_reply() {
-    let Some((server, _one)) = server() else { return };
+    let Some((server, _one)) = server() else {
+        return;
+    };
     let server = Mutex::new(server);
     let llm = remote(&server.lock().unwrap(), 300);
     let (messages, params) = counting(1500);
@@ -154,8 +173,12 @@ async fn answerer(llm: Arc<dyn ChatModel>) -> Answerer {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+// The guard only keeps the other tests' servers waiting; each test has its own runtime.
+#[allow(clippy::await_holding_lock)]
 async fn answers_through_a_real_server_pass_the_grounding_check_or_fall_back() {
-    let Some((server, _one)) = server() else { return };
+    let Some((server, _one)) = server() else {
+        return;
+    };
     let a = answerer(Arc::new(remote(&server, 300))).await;
     for q in ["敬老卡要去哪裡申請？", "路燈不亮要怎麼報修？"] {
         let mut draft = None;
@@ -185,42 +208,62 @@ async fn answers_through_a_real_server_pass_the_grounding_check_or_fall_back() {
             "[remote] {q} → accepted {} ({:?}); first token {:.0} ms",
             outcome.accepted,
             outcome.reason,
-            outcome.stats.as_ref().map(|s| s.first_token_ms).unwrap_or(0.0)
+            outcome
+                .stats
+                .as_ref()
+                .map(|s| s.first_token_ms)
+                .unwrap_or(0.0)
         );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
+// The guard only keeps the other tests' servers waiting; each test has its own runtime.
+#[allow(clippy::await_holding_lock)]
 async fn the_extractive_answer_stays_when_the_server_dies_mid_answer() {
-    let Some((server, _one)) = server() else { return };
+    let Some((server, _one)) = server() else {
+        return;
+    };
     let base = server.base_url();
     let server = Arc::new(Mutex::new(server));
-    let a = answerer(Arc::new(RemoteLlm::new(RemoteConfig {
-        base_url: base,
-        model: "qwen2.5-coder-0.5b".into(),
-        api_key: None,
-        timeout_s: 300,
-    })
-    .unwrap()))
+    let a = answerer(Arc::new(
+        RemoteLlm::new(RemoteConfig {
+            base_url: base,
+            model: "qwen2.5-coder-0.5b".into(),
+            api_key: None,
+            timeout_s: 300,
+        })
+        .unwrap(),
+    ))
     .await;
     let killed = AtomicBool::new(false);
     let mut draft = None;
     let answer = a
-        .answer("敬老卡要去哪裡申請？", &AskContext::default(), &mut |e| match e {
-            AnswerEvent::Draft(d) => draft = Some((d.lead.clone(), d.kind)),
-            AnswerEvent::Token(_) => {
-                if !killed.swap(true, Ordering::Relaxed) {
-                    server.lock().unwrap().kill();
+        .answer(
+            "敬老卡要去哪裡申請？",
+            &AskContext::default(),
+            &mut |e| match e {
+                AnswerEvent::Draft(d) => draft = Some((d.lead.clone(), d.kind)),
+                AnswerEvent::Token(_) => {
+                    if !killed.swap(true, Ordering::Relaxed) {
+                        server.lock().unwrap().kill();
+                    }
                 }
-            }
-        })
+            },
+        )
         .await
         .unwrap();
-    assert!(killed.load(Ordering::Relaxed), "the model had started replying");
+    assert!(
+        killed.load(Ordering::Relaxed),
+        "the model had started replying"
+    );
     let (lead, kind) = draft.unwrap();
     assert_eq!(kind, AnswerKind::Extractive);
     assert_eq!(answer.kind, AnswerKind::Extractive);
-    assert_eq!(answer.lead, lead, "the resident keeps the extractive answer");
+    assert_eq!(
+        answer.lead, lead,
+        "the resident keeps the extractive answer"
+    );
     assert!(!answer.citations.is_empty());
     let outcome = answer.llm.unwrap();
     assert!(!outcome.accepted);

@@ -92,7 +92,11 @@ async fn a_node_lost_under_load_loses_no_query_and_no_acknowledged_write() {
         return;
     };
     // Talks to node 1 first, the one that will be killed.
-    let store = Arc::new(QdrantStore::connect(&config(&cluster, 1), DIM).await.unwrap());
+    let store = Arc::new(
+        QdrantStore::connect(&config(&cluster, 1), DIM)
+            .await
+            .unwrap(),
+    );
     let before = 300;
     let points: Vec<VectorPoint> = (0..before).map(point).collect();
     for batch in points.chunks(100) {
@@ -181,12 +185,19 @@ async fn a_node_lost_under_load_loses_no_query_and_no_acknowledged_write() {
         store.current_node(),
     );
     assert_eq!(failures.load(Ordering::Relaxed), 0, "every query answered");
-    assert_eq!(wrong.load(Ordering::Relaxed), 0, "every query answered right");
+    assert_eq!(
+        wrong.load(Ordering::Relaxed),
+        0,
+        "every query answered right"
+    );
     assert!(!during.is_empty(), "queries ran while the node was down");
     assert!(acked.len() >= 10, "writes went on during the outage");
     assert_ne!(store.current_node(), cluster.nodes[1].url());
     for &i in &acked {
-        assert!(finds(&store, i).await.unwrap(), "acknowledged point {i} lost");
+        assert!(
+            finds(&store, i).await.unwrap(),
+            "acknowledged point {i} lost"
+        );
     }
 
     // Back up: its replicas catch up from the others.
@@ -209,15 +220,24 @@ async fn a_node_lost_under_load_loses_no_query_and_no_acknowledged_write() {
     let (p0, p1) = (cluster.peer_id(0), cluster.peer_id(1));
     let replicas = cluster.replicas("guides");
     let on = |peer| {
-        let mut s: Vec<u64> = replicas.iter().filter(|r| r.1 == peer).map(|r| r.0).collect();
+        let mut s: Vec<u64> = replicas
+            .iter()
+            .filter(|r| r.1 == peer)
+            .map(|r| r.0)
+            .collect();
         s.sort();
         s.dedup();
         s
     };
     let shared: Vec<u64> = on(p0).into_iter().filter(|s| on(p1).contains(s)).collect();
-    assert!(!shared.is_empty(), "nodes 0 and 1 share a shard: {replicas:?}");
+    assert!(
+        !shared.is_empty(),
+        "nodes 0 and 1 share a shard: {replicas:?}"
+    );
     cluster.nodes[0].kill();
-    let survivors = QdrantStore::connect(&config(&cluster, 1), DIM).await.unwrap();
+    let survivors = QdrantStore::connect(&config(&cluster, 1), DIM)
+        .await
+        .unwrap();
     let all: Vec<usize> = (0..before).chain(acked.iter().copied()).collect();
     let mut lost = Vec::new();
     for &i in &all {

@@ -12,10 +12,10 @@ use retrieval::{
     VectorBackend, VectorPoint, VectorStore,
 };
 
-use testkit::qdrant::Node;
 use crate::util::{
     edit_streetlight_and_delete_bulky_waste, ingest_dir, write_corpus, CharEmbedder,
 };
+use testkit::qdrant::Node;
 
 fn point(
     chunk: &str,
@@ -320,7 +320,10 @@ async fn dimension_mismatches_are_errors() {
 
     // A store configured for another dimension over the existing collection is refused at
     // connect, saying what the collection holds and what to do; nothing is changed.
-    let err = connect(&url, "guides", 4).await.err().expect("wrong dimension");
+    let err = connect(&url, "guides", 4)
+        .await
+        .err()
+        .expect("wrong dimension");
     assert!(
         matches!(&err, Error::Collection { collection, .. } if collection == "guides"),
         "{err:?}"
@@ -345,7 +348,8 @@ async fn a_collection_with_another_distance_is_refused_at_connect() {
         .build()
         .unwrap();
     raw.create_collection(
-        CreateCollectionBuilder::new("dots").vectors_config(VectorParamsBuilder::new(3, Distance::Dot)),
+        CreateCollectionBuilder::new("dots")
+            .vectors_config(VectorParamsBuilder::new(3, Distance::Dot)),
     )
     .await
     .unwrap();
@@ -372,12 +376,17 @@ async fn filtered_fields_have_keyword_indexes() {
             .payload_schema
             .get(field)
             .unwrap_or_else(|| panic!("no index on {field}: {:?}", info.payload_schema));
-        assert_eq!(schema.data_type, PayloadSchemaType::Keyword as i32, "{field}");
+        assert_eq!(
+            schema.data_type,
+            PayloadSchemaType::Keyword as i32,
+            "{field}"
+        );
         assert_eq!(schema.points, Some(4), "{field}: every point indexed");
     }
     // An index dropped behind our back is created again at the next connect.
     raw.delete_field_index(
-        qdrant_client::qdrant::DeleteFieldIndexCollectionBuilder::new("guides", "bureau").wait(true),
+        qdrant_client::qdrant::DeleteFieldIndexCollectionBuilder::new("guides", "bureau")
+            .wait(true),
     )
     .await
     .unwrap();
@@ -438,9 +447,7 @@ async fn the_retriever_runs_dense_search_over_qdrant() {
     let rep = ingest_dir(&mut r, corpus.path()).await;
     assert_eq!(rep.added, 3);
     // One point per chunk reached the server.
-    let probe = connect(&url, "hotline", 32)
-        .await
-        .unwrap();
+    let probe = connect(&url, "hotline", 32).await.unwrap();
     assert_eq!(probe.count().await.unwrap(), r.num_chunks());
 
     let dense = |filter: SearchFilter| SearchOptions {
@@ -568,7 +575,10 @@ async fn an_embedded_index_moves_to_qdrant_without_embedding_again() {
         for ((gid, gs), (fid, fs)) in got.iter().zip(flat) {
             assert!((gs - fs).abs() < 1e-4, "{q}: {got:?} vs {flat:?}");
             // Ties may come in either order; otherwise the ids agree.
-            assert!(gid == fid || flat.iter().any(|(i, s)| i == gid && (s - gs).abs() < 1e-4), "{q}: {got:?} vs {flat:?}");
+            assert!(
+                gid == fid || flat.iter().any(|(i, s)| i == gid && (s - gs).abs() < 1e-4),
+                "{q}: {got:?} vs {flat:?}"
+            );
         }
     }
 }
@@ -585,13 +595,21 @@ async fn one_instance_rebuilding_a_damaged_index_leaves_the_shared_collection_al
     });
     // Two instances, each with its own index directory, one collection.
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut a = Retriever::open(Some(a_dir.path()), embedder.clone(), qdrant_config(&url, "shared"))
-        .await
-        .unwrap();
+    let mut a = Retriever::open(
+        Some(a_dir.path()),
+        embedder.clone(),
+        qdrant_config(&url, "shared"),
+    )
+    .await
+    .unwrap();
     ingest_dir(&mut a, corpus.path()).await;
-    let mut b = Retriever::open(Some(b_dir.path()), embedder.clone(), qdrant_config(&url, "shared"))
-        .await
-        .unwrap();
+    let mut b = Retriever::open(
+        Some(b_dir.path()),
+        embedder.clone(),
+        qdrant_config(&url, "shared"),
+    )
+    .await
+    .unwrap();
     ingest_dir(&mut b, corpus.path()).await;
     let probe = connect(&url, "shared", 32).await.unwrap();
     let n = probe.count().await.unwrap();
@@ -599,11 +617,19 @@ async fn one_instance_rebuilding_a_damaged_index_leaves_the_shared_collection_al
     drop(b);
     // B's directory is damaged: B rebuilds and re-ingests, A keeps answering throughout.
     std::fs::write(b_dir.path().join("meta.json"), b"{not json").unwrap();
-    let mut b = Retriever::open(Some(b_dir.path()), embedder.clone(), qdrant_config(&url, "shared"))
-        .await
-        .unwrap();
+    let mut b = Retriever::open(
+        Some(b_dir.path()),
+        embedder.clone(),
+        qdrant_config(&url, "shared"),
+    )
+    .await
+    .unwrap();
     assert!(b.rebuilt().is_some());
-    assert_eq!(probe.count().await.unwrap(), n, "the collection was not cleared");
+    assert_eq!(
+        probe.count().await.unwrap(),
+        n,
+        "the collection was not cleared"
+    );
     let dense = SearchOptions {
         k: 3,
         mode: Mode::Dense,
@@ -613,7 +639,11 @@ async fn one_instance_rebuilding_a_damaged_index_leaves_the_shared_collection_al
     assert_eq!(hits[0].chunk.doc_id, "streetlight");
     let rep = ingest_dir(&mut b, corpus.path()).await;
     assert_eq!(rep.added, 3);
-    assert_eq!(probe.count().await.unwrap(), n, "the same points upserted again");
+    assert_eq!(
+        probe.count().await.unwrap(),
+        n,
+        "the same points upserted again"
+    );
 }
 
 #[tokio::test]
