@@ -109,6 +109,10 @@ pub async fn run(app: &App, a: &AnswerArgs, gold_path: &Path) -> anyhow::Result<
         "on" => true,
         other => anyhow::bail!("--llm {other}: with --gold, on or off"),
     };
+    // One run over the rows: `--llm-limit` (the LLM's share elsewhere) is a limit here too.
+    if let (true, Some(n)) = (with_llm, a.llm_limit) {
+        gold.truncate(n);
+    }
     let mut out = a
         .answers_out
         .as_ref()

@@ -113,8 +113,23 @@ enum Backend {
 }
 
 /// The synchronous PostgreSQL client, closed off any async runtime's thread: its `Drop` runs
-/// its own runtime, which cannot start on a thread driving one (the CLI's, a handler's).
-struct PgClient(Option<postgres::Client>);
+/// its own runtime, which cannot start on a thread driving one (the CLI's, a handler's). A
+/// connection that was closed (the server restarted, a fail-over) is opened again on the next
+/// use, so the request during the outage fails and the ones after it work.
+struct PgClient(Option<postgres::Client>, String);
+
+/// The PostgreSQL connection, reconnected first if it was closed.
+fn pg(c: &Mutex<PgClient>) -> Result<std::sync::MutexGuard<'_, PgClient>> {
+    let mut g = c.lock().unwrap_or_else(|p| p.into_inner());
+    if g.0.as_ref().is_none_or(|c| c.is_closed()) {
+        tracing::warn!("the PostgreSQL connection was closed; connecting again");
+        g.0 = None;
+        let client = postgres::Client::connect(&g.1, postgres::NoTls)
+            .what("connect to PostgreSQL again (check server.database_url)")?;
+        g.0 = Some(client);
+    }
+    Ok(g)
+}
 
 impl std::ops::Deref for PgClient {
     type Target = postgres::Client;
@@ -297,7 +312,10 @@ impl Db {
         let client = blocking(|| postgres::Client::connect(url, postgres::NoTls))
             .what("connect to PostgreSQL (check server.database_url)")?;
         let db = Db {
-            inner: Arc::new(Backend::Postgres(Mutex::new(PgClient(Some(client))))),
+            inner: Arc::new(Backend::Postgres(Mutex::new(PgClient(
+                Some(client),
+                url.to_string(),
+            )))),
         };
         db.migrate("postgres")?;
         Ok(db)
@@ -364,7 +382,7 @@ impl Db {
                     tx.commit().what("commit migration")?;
                 }
                 Backend::Postgres(c) => blocking(|| {
-                    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut c = pg(c)?;
                     let mut tx = c.transaction().what("begin migration")?;
                     tx.batch_execute(&sql).what(&what)?;
                     tx.execute(
@@ -387,12 +405,7 @@ impl Db {
                 .unwrap_or_else(|p| p.into_inner())
                 .execute_batch(sql)
                 .what(sql),
-            Backend::Postgres(c) => blocking(|| {
-                c.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .batch_execute(sql)
-                    .what(sql)
-            }),
+            Backend::Postgres(c) => blocking(|| pg(c)?.batch_execute(sql).what(sql)),
         }
     }
 
@@ -410,8 +423,7 @@ impl Db {
             Backend::Postgres(c) => blocking(|| {
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     params.iter().map(|p| p as _).collect();
-                c.lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                pg(c)?
                     .execute(pg_sql(sql).as_str(), &refs)
                     .map(|n| n as usize)
                     .what(sql)
@@ -439,11 +451,7 @@ impl Db {
             Backend::Postgres(c) => blocking(|| {
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     params.iter().map(|p| p as _).collect();
-                let rows = c
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .query(pg_sql(sql).as_str(), &refs)
-                    .what(sql)?;
+                let rows = pg(c)?.query(pg_sql(sql).as_str(), &refs).what(sql)?;
                 rows.iter()
                     .map(pg_row)
                     .collect::<std::result::Result<Vec<Row>, _>>()
@@ -475,7 +483,7 @@ impl Db {
             }
             Backend::Postgres(c) => blocking(|| {
                 use postgres::fallible_iterator::FallibleIterator;
-                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                let mut c = pg(c)?;
                 let mut rows = c.query_raw(pg_sql(sql).as_str(), params.iter()).what(sql)?;
                 while let Some(r) = rows.next().what(sql)? {
                     f(&pg_row(&r).what(sql)?);

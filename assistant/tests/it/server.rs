@@ -897,6 +897,19 @@ fn postgres_runs_the_same_migrations_case_flow_and_mydata_flow() {
         again.version().unwrap(),
         assistant::store::MIGRATIONS.len() as i64
     );
+    // The server drops our connection (a restart, a fail-over): the call caught in it fails,
+    // the next one connects again.
+    {
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        admin
+            .batch_execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE usename = current_user AND pid <> pg_backend_pid()",
+            )
+            .unwrap();
+    }
+    let _ = db.guide_digests();
+    assert!(db.guide_digests().unwrap().is_empty());
     // Uploaded guides: replaced in place (ON CONFLICT), listed by digest, removed.
     db.put_guide("a.md", "# 一", "admin").unwrap();
     db.put_guide("a.md", "# 二", "admin").unwrap();

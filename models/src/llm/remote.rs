@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 
 /// Where the remote model is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RemoteConfig {
     /// Base URL including the version path, e.g. `http://10.0.0.5:8000/v1`.
     pub base_url: String,
