@@ -39,6 +39,38 @@ pub struct IngestOutcome {
     pub empty: usize,
 }
 
+/// The guides under some corpus paths, loaded and checked, ready to ingest.
+pub struct Loaded {
+    pub docs: Vec<knowledge::LoadedDocument>,
+    pub problems: Vec<LoadProblem>,
+    pub files: usize,
+    pub empty: usize,
+    scope: Vec<PathBuf>,
+}
+
+/// Loads every path (files with problems are reported and skipped).
+pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> anyhow::Result<Loaded> {
+    let mut out = Loaded {
+        docs: Vec::new(),
+        problems: Vec::new(),
+        files: 0,
+        empty: 0,
+        scope: Vec::new(),
+    };
+    for p in paths {
+        let canon = p
+            .canonicalize()
+            .with_context(|| format!("corpus path {} does not exist", p.display()))?;
+        let mut loaded = load_path(&canon, opts)?;
+        out.files += loaded.files;
+        out.empty += loaded.empty;
+        out.docs.append(&mut loaded.documents);
+        out.problems.append(&mut loaded.problems);
+        out.scope.push(canon);
+    }
+    Ok(out)
+}
+
 /// Loads every path, then brings the index in line with what loaded. Files with problems are
 /// reported and skipped; what was indexed from them before is kept.
 pub async fn ingest(
@@ -47,29 +79,27 @@ pub async fn ingest(
     opts: &LoadOptions,
     progress: &(dyn Fn(usize, usize) + Send + Sync),
 ) -> anyhow::Result<IngestOutcome> {
-    let mut docs = Vec::new();
-    let mut problems = Vec::new();
-    let mut files = 0;
-    let mut empty = 0;
-    let mut scope = Vec::new();
-    for p in paths {
-        let canon = p
-            .canonicalize()
-            .with_context(|| format!("corpus path {} does not exist", p.display()))?;
-        let mut loaded = load_path(&canon, opts)?;
-        files += loaded.files;
-        empty += loaded.empty;
-        docs.append(&mut loaded.documents);
-        problems.append(&mut loaded.problems);
-        scope.push(canon);
-    }
-    let keep: HashSet<PathBuf> = problems.iter().map(|p| p.path.clone()).collect();
-    let report = retriever.ingest(docs, &scope, &keep, progress).await?;
+    let loaded = load(paths, opts)?;
+    ingest_loaded(retriever, loaded, retrieval::Prepared::default(), progress).await
+}
+
+/// Brings the index in line with guides loaded by [`load`], with vectors embedded beforehand
+/// by [`Retriever::prepare`] where there are some.
+pub async fn ingest_loaded(
+    retriever: &mut Retriever,
+    loaded: Loaded,
+    prepared: retrieval::Prepared,
+    progress: &(dyn Fn(usize, usize) + Send + Sync),
+) -> anyhow::Result<IngestOutcome> {
+    let keep: HashSet<PathBuf> = loaded.problems.iter().map(|p| p.path.clone()).collect();
+    let report = retriever
+        .ingest_prepared(loaded.docs, &loaded.scope, &keep, progress, prepared)
+        .await?;
     Ok(IngestOutcome {
         report,
-        problems,
-        files,
-        empty,
+        problems: loaded.problems,
+        files: loaded.files,
+        empty: loaded.empty,
     })
 }
 

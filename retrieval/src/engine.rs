@@ -97,6 +97,21 @@ struct Manifest {
     docs: BTreeMap<String, ManifestEntry>,
 }
 
+/// Passage vectors embedded ahead of an ingest ([`Retriever::prepare`]), by section text.
+#[derive(Debug, Default)]
+pub struct Prepared(HashMap<String, Vec<f32>>);
+
+impl Prepared {
+    /// Sections embedded.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// What an ingest did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct IngestReport {
@@ -452,6 +467,77 @@ impl Retriever {
         keep_sources: &HashSet<PathBuf>,
         progress: &(dyn Fn(usize, usize) + Send + Sync),
     ) -> Result<IngestReport> {
+        self.ingest_prepared(docs, scope, keep_sources, progress, Prepared::default())
+            .await
+    }
+
+    /// Embeds the sections an ingest of `docs` would add or replace, without changing the
+    /// index: a server does this slow part while it keeps answering, then takes its write lock
+    /// only for [`Retriever::ingest_prepared`], which embeds nothing that was prepared.
+    pub async fn prepare(
+        &self,
+        docs: &[LoadedDocument],
+        progress: &(dyn Fn(usize, usize) + Send + Sync),
+    ) -> Result<Prepared> {
+        let mut seen = HashSet::new();
+        let mut texts = Vec::new();
+        for d in docs {
+            if !seen.insert(d.document.id.as_str()) {
+                continue;
+            }
+            let hash = d.document.content_hash();
+            if self
+                .manifest
+                .docs
+                .get(&d.document.id)
+                .is_some_and(|e| e.hash == hash)
+            {
+                continue;
+            }
+            texts.extend(
+                chunk_document(&d.document, &self.config.chunk)
+                    .iter()
+                    .map(Chunk::search_text),
+            );
+        }
+        let mut prepared = Prepared::default();
+        progress(0, texts.len());
+        for batch in texts.chunks(self.config.embed_batch.max(1)) {
+            let vectors = self.embed_batch(batch.to_vec()).await?;
+            prepared.0.extend(batch.iter().cloned().zip(vectors));
+            progress(prepared.0.len(), texts.len());
+        }
+        Ok(prepared)
+    }
+
+    /// Passage vectors for `texts`, checked for the embedder's dimension.
+    async fn embed_batch(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        let embedder = self.embedder.clone();
+        let vectors = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            embedder.embed_passages(&refs)
+        })
+        .await?
+        .map_err(Error::Embed)?;
+        if let Some(v) = vectors.iter().find(|v| v.len() != self.embedder.dim()) {
+            return Err(Error::Dimension {
+                expected: self.embedder.dim(),
+                got: v.len(),
+            });
+        }
+        Ok(vectors)
+    }
+
+    /// [`Retriever::ingest`] with vectors embedded beforehand ([`Retriever::prepare`]); sections
+    /// whose text is not among them are embedded here.
+    pub async fn ingest_prepared(
+        &mut self,
+        docs: Vec<LoadedDocument>,
+        scope: &[PathBuf],
+        keep_sources: &HashSet<PathBuf>,
+        progress: &(dyn Fn(usize, usize) + Send + Sync),
+        mut prepared: Prepared,
+    ) -> Result<IngestReport> {
         let mut report = IngestReport::default();
         let mut present = HashSet::new();
         let mut to_index: Vec<(LoadedDocument, String)> = Vec::new();
@@ -532,15 +618,18 @@ impl Retriever {
         progress(0, total);
         for batch in new_chunks.chunks(self.config.embed_batch.max(1)) {
             let texts: Vec<String> = batch.iter().map(Chunk::search_text).collect();
-            let embedder = self.embedder.clone();
-            let vectors = tokio::task::spawn_blocking(move || {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                embedder.embed_passages(&refs)
-            })
-            .await?
-            .map_err(Error::Embed)?;
+            let missing: Vec<String> = texts
+                .iter()
+                .filter(|t| !prepared.0.contains_key(*t))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                let vectors = self.embed_batch(missing.clone()).await?;
+                prepared.0.extend(missing.into_iter().zip(vectors));
+            }
             let mut points = Vec::with_capacity(batch.len());
-            for (c, v) in batch.iter().zip(vectors) {
+            for (c, t) in batch.iter().zip(&texts) {
+                let v = prepared.0.get(t).cloned().expect("embedded above");
                 if v.len() != self.embedder.dim() {
                     return Err(Error::Dimension {
                         expected: self.embedder.dim(),

@@ -17,7 +17,7 @@ pub mod vector;
 use serde::{Deserialize, Serialize};
 
 pub use engine::{
-    IngestReport, Retriever, RetrieverConfig, SearchHit, SearchOptions, VectorBackend,
+    IngestReport, Prepared, Retriever, RetrieverConfig, SearchHit, SearchOptions, VectorBackend,
 };
 pub use error::{BoxError, Error, Result};
 pub use qdrant::QdrantConfig;

@@ -91,7 +91,8 @@ pub fn prepared_index() -> PathBuf {
         .clone()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies an index directory (without tantivy's writer lock).
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();

@@ -215,57 +215,68 @@ pub(crate) fn start_reindex(state: &Arc<AppState>) -> String {
     id
 }
 
-/// Re-ingests the corpus paths as job `jid`; true when it succeeded.
+/// Re-ingests the corpus paths as job `jid`; true when it succeeded. The slow part, embedding
+/// what changed, runs beside the answers (under the read lock); the write lock is taken only to
+/// swap the prepared sections in, so questions wait for milliseconds, not for the embedding.
 pub(crate) async fn reindex_job(st: &Arc<AppState>, jid: &str) -> bool {
-    {
-        let jid = jid.to_string();
-        let mut kb = st.kb.write().await;
-        let paths = kb.paths.clone();
-        let outcome = match Arc::get_mut(&mut kb.retriever) {
-            Some(r) => {
-                let jobs = st.jobs.clone();
-                let jid2 = jid.clone();
-                crate::kb::ingest(
-                    r,
-                    &paths,
-                    &knowledge::LoadOptions::default(),
-                    &move |done, total| {
-                        jobs.update(&jid2, |j| {
-                            j.done = done;
-                            j.total = total;
-                            j.message = "建立索引中".into();
-                        })
-                    },
-                )
+    let progress = {
+        let (jobs, jid) = (st.jobs.clone(), jid.to_string());
+        move |done, total| {
+            jobs.update(&jid, |j| {
+                j.done = done;
+                j.total = total;
+                j.message = "建立索引中".into();
+            })
+        }
+    };
+    let outcome: Result<crate::kb::IngestOutcome, String> = async {
+        let (loaded, prepared) = {
+            let kb = st.kb.read().await;
+            let paths = kb.paths.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                crate::kb::load(&paths, &knowledge::LoadOptions::default())
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            let prepared = kb
+                .retriever
+                .prepare(&loaded.docs, &progress)
                 .await
-                .map_err(|e| e.to_string())
-            }
-            None => Err("索引正在使用中，請稍後再試".to_string()),
+                .map_err(|e| e.to_string())?;
+            (loaded, prepared)
         };
-        drop(kb);
-        match outcome {
-            Ok(o) => {
-                st.jobs.update(&jid, |j| {
-                    j.state = "done";
-                    j.message = format!(
-                        "完成：新增 {}、更新 {}、未變 {}、移除 {} 份；{} 份有問題",
-                        o.report.added,
-                        o.report.updated,
-                        o.report.unchanged,
-                        o.report.removed,
-                        o.problems.len()
-                    );
-                });
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "re-index failed");
-                st.jobs.update(&jid, |j| {
-                    j.state = "failed";
-                    j.message = format!("失敗：{e}");
-                });
-                false
-            }
+        let mut kb = st.kb.write().await;
+        match Arc::get_mut(&mut kb.retriever) {
+            Some(r) => crate::kb::ingest_loaded(r, loaded, prepared, &progress)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err("索引正在使用中，請稍後再試".to_string()),
+        }
+    }
+    .await;
+    match outcome {
+        Ok(o) => {
+            st.jobs.update(jid, |j| {
+                j.state = "done";
+                j.message = format!(
+                    "完成：新增 {}、更新 {}、未變 {}、移除 {} 份；{} 份有問題",
+                    o.report.added,
+                    o.report.updated,
+                    o.report.unchanged,
+                    o.report.removed,
+                    o.problems.len()
+                );
+            });
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "re-index failed");
+            st.jobs.update(jid, |j| {
+                j.state = "failed";
+                j.message = format!("失敗：{e}");
+            });
+            false
         }
     }
 }

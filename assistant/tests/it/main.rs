@@ -6,7 +6,6 @@ mod extract;
 mod fuzz;
 mod ingest;
 mod mydata;
-mod remote_llm;
 mod server;
 mod throttle;
 mod voice;

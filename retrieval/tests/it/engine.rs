@@ -285,3 +285,83 @@ async fn a_tokenizer_change_rebuilds_bm25_in_place_without_re_embedding() {
     let rep = ingest_dir(&mut r, corpus.path()).await;
     assert_eq!((rep.unchanged, rep.chunks_embedded), (3, 0));
 }
+
+/// Counts the passages it embeds (around the character embedder).
+struct Counting {
+    inner: CharEmbedder,
+    passages: std::sync::atomic::AtomicUsize,
+}
+
+impl retrieval::Embedder for Counting {
+    fn id(&self) -> String {
+        self.inner.id()
+    }
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, retrieval::BoxError> {
+        self.passages
+            .fetch_add(texts.len(), std::sync::atomic::Ordering::Relaxed);
+        self.inner.embed_passages(texts)
+    }
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>, retrieval::BoxError> {
+        self.inner.embed_query(text)
+    }
+}
+
+#[tokio::test]
+async fn a_prepared_ingest_embeds_nothing_while_it_holds_the_index() {
+    use std::sync::atomic::Ordering;
+    let corpus = tempfile::tempdir().unwrap();
+    write_corpus(corpus.path());
+    let counting = Arc::new(Counting {
+        inner: CharEmbedder {
+            dim: 64,
+            version: "prepared",
+        },
+        passages: Default::default(),
+    });
+    let mut r = Retriever::open(None, counting.clone(), RetrieverConfig::default())
+        .await
+        .unwrap();
+    ingest_dir(&mut r, corpus.path()).await;
+    let first = counting.passages.load(Ordering::Relaxed);
+    assert_eq!(first, r.num_chunks());
+    // One guide edited, one deleted: only the edited one's sections are prepared.
+    edit_streetlight_and_delete_bulky_waste(corpus.path());
+    let loaded = load_path(corpus.path(), &LoadOptions::default()).unwrap();
+    let prepared = r.prepare(&loaded.documents, &|_, _| {}).await.unwrap();
+    let streetlight = loaded
+        .documents
+        .iter()
+        .find(|d| d.document.id == "streetlight")
+        .unwrap();
+    let sections = knowledge::chunk_document(&streetlight.document, &Default::default()).len();
+    assert_eq!(prepared.len(), sections);
+    let after_prepare = counting.passages.load(Ordering::Relaxed);
+    assert_eq!(after_prepare - first, sections);
+    let report = r
+        .ingest_prepared(
+            loaded.documents,
+            &[corpus.path().to_path_buf()],
+            &Default::default(),
+            &|_, _| {},
+            prepared,
+        )
+        .await
+        .unwrap();
+    assert_eq!((report.updated, report.removed), (1, 1));
+    assert_eq!(
+        counting.passages.load(Ordering::Relaxed),
+        after_prepare,
+        "nothing embedded under the write lock"
+    );
+    let dense = SearchOptions {
+        k: 3,
+        mode: Mode::Dense,
+        filter: SearchFilter::default(),
+    };
+    let hits = r.search("路燈桿號在哪裡", &dense).await.unwrap();
+    assert_eq!(hits[0].chunk.doc_id, "streetlight");
+    assert!(hits[0].chunk.text.contains("金屬牌"));
+}

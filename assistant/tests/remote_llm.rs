@@ -2,8 +2,9 @@
 //! `llama-server` (from `../shared/tools`) serving the product's own GGUF (Qwen2.5-Coder-0.5B,
 //! installed by `assistant setup`). Streaming, cancellation (the server stops generating when
 //! the client goes), a timeout, a server killed mid-reply (an error, never a reply cut short
-//! taken as whole), and the answer pipeline on top: the grounding check decides, and when the
-//! server dies the resident keeps the extractive answer.
+//! taken as whole), and the answer pipeline on top (the real e5 embedder over the bundled
+//! guides): the grounding check decides, and when the server dies the resident keeps the
+//! extractive answer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -164,12 +165,23 @@ fn a_server_killed_mid_reply_is_an_error_not_a_short_reply() {
     assert!(msg.contains("127.0.0.1"), "{msg}");
 }
 
-async fn answerer(llm: Arc<dyn ChatModel>) -> Answerer {
-    Answerer::new(
-        crate::answers::knowledge_base().await,
-        Some(llm),
-        crate::answers::config(),
+/// The product's answer pipeline over the bundled guides (a copy of the end-to-end tests'
+/// cached index, real embedder and thresholds) with `llm`.
+async fn answerer(llm: Arc<dyn ChatModel>) -> (Answerer, tempfile::TempDir) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let app = assistant::app::App::from_config_dir(&root.join("config")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    e2e_tests::copy_dir(&e2e_tests::prepared_index(), dir.path());
+    let retriever = assistant::kb::open(
+        app.embedder().unwrap(),
+        &app.settings.retrieval,
+        Some(dir.path()),
     )
+    .await
+    .unwrap();
+    assert!(retriever.num_chunks() > 100);
+    let answerer = Answerer::new(Arc::new(retriever), Some(llm), app.settings.answer.clone());
+    (answerer, dir)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -179,7 +191,7 @@ async fn answers_through_a_real_server_pass_the_grounding_check_or_fall_back() {
     let Some((server, _one)) = server() else {
         return;
     };
-    let a = answerer(Arc::new(remote(&server, 300))).await;
+    let (a, _index) = answerer(Arc::new(remote(&server, 300))).await;
     for q in ["敬老卡要去哪裡申請？", "路燈不亮要怎麼報修？"] {
         let mut draft = None;
         let mut streamed = String::new();
@@ -226,7 +238,7 @@ async fn the_extractive_answer_stays_when_the_server_dies_mid_answer() {
     };
     let base = server.base_url();
     let server = Arc::new(Mutex::new(server));
-    let a = answerer(Arc::new(
+    let (a, _index) = answerer(Arc::new(
         RemoteLlm::new(RemoteConfig {
             base_url: base,
             model: "qwen2.5-coder-0.5b".into(),
