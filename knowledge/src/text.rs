@@ -289,8 +289,13 @@ pub fn to_traditional(text: &str) -> String {
     if s2t.convert(text) == text {
         return text.to_string();
     }
-    // Taiwan's official form is 身分 (身分證, 身分證明), which OpenCC leaves as 身份.
-    s2twp.convert(text).replace("身份", "身分")
+    // Taiwan's official form is 身分 (身分證, 身分證明), which OpenCC leaves as 身份; and the
+    // village (里) of 里幹事 and 里辦公處 is not the 裡 of "inside", which OpenCC writes.
+    s2twp
+        .convert(text)
+        .replace("身份", "身分")
+        .replace("裡幹事", "里幹事")
+        .replace("裡辦公處", "里辦公處")
 }
 
 /// The form text is compared in by search and by rule matching (safety triage, scope): width
@@ -369,6 +374,11 @@ mod tests {
         assert_eq!(to_traditional("软件和信息"), "軟體和資訊");
         assert_eq!(to_traditional("身份证"), "身分證");
         assert_eq!(to_traditional("分區"), "分區");
+        // 里 the village stays 里; 裡 "inside" stays 裡.
+        assert_eq!(
+            to_traditional("请里长或里干事协助，到里办公处，邻里，里民大会，这里民众"),
+            "請里長或里幹事協助，到里辦公處，鄰里，里民大會，這裡民眾"
+        );
         assert_eq!(s2t("敬老卡怎么办理"), "敬老卡怎麼辦理");
         assert!(is_simplified("怎么办"));
         assert!(!is_simplified("怎麼辦"));
