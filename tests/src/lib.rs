@@ -18,6 +18,19 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// `TEST_DATABASE_URL` (set by scripts/test, which starts Debian's PostgreSQL) with an empty
+/// `public` schema: the database is scratch, owned by the test role.
+pub fn scratch_postgres() -> String {
+    let url = std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL is not set: run scripts/test, which starts PostgreSQL \
+         (scripts/postgres-test-db), or point it at a scratch database",
+    );
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        .unwrap();
+    url
+}
+
 /// A built binary of the workspace (`scripts/test` builds them all before testing).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

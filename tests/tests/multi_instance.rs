@@ -28,18 +28,6 @@ const CALLS: [&str; 4] = [
     "信義路四段路口的號誌壞了一直閃黃燈",
 ];
 
-fn database_url() -> String {
-    let url = std::env::var("TEST_DATABASE_URL").expect(
-        "TEST_DATABASE_URL is not set: run scripts/test, which starts PostgreSQL \
-         (scripts/postgres-test-db), or point it at a scratch database",
-    );
-    // A clean schema: the database is scratch, owned by the test role.
-    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    c.batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-        .unwrap();
-    url
-}
-
 /// Whether `base` answers the new guide's question from it.
 fn answers_from_the_new_guide(base: &str) -> bool {
     let mut c = Client::open(base);
@@ -101,7 +89,7 @@ fn three_instances_on_postgresql_and_a_qdrant_cluster_act_as_one_service() {
     let Some(cluster) = Cluster::start(3) else {
         return;
     };
-    let db_url = database_url();
+    let db_url = e2e_tests::scratch_postgres();
     let dir = tempfile::tempdir().unwrap();
     // Every instance signs sessions with the same key (a secret file on each machine).
     let key = dir.path().join("server.key");

@@ -109,7 +109,7 @@ impl Row {
 
 enum Backend {
     Sqlite(Mutex<rusqlite::Connection>),
-    Postgres(Mutex<PgClient>),
+    Postgres(Box<Mutex<PgClient>>),
 }
 
 /// The synchronous PostgreSQL client, closed off any async runtime's thread: its `Drop` runs
@@ -312,10 +312,10 @@ impl Db {
         let client = blocking(|| postgres::Client::connect(url, postgres::NoTls))
             .what("connect to PostgreSQL (check server.database_url)")?;
         let db = Db {
-            inner: Arc::new(Backend::Postgres(Mutex::new(PgClient(
+            inner: Arc::new(Backend::Postgres(Box::new(Mutex::new(PgClient(
                 Some(client),
                 url.to_string(),
-            )))),
+            ))))),
         };
         db.migrate("postgres")?;
         Ok(db)

@@ -875,16 +875,7 @@ fn administrators_upload_a_guide_and_it_is_answerable_after_the_reindex() {
 /// and sets `TEST_DATABASE_URL`).
 #[test]
 fn postgres_runs_the_same_migrations_case_flow_and_mydata_flow() {
-    let url = std::env::var("TEST_DATABASE_URL").expect(
-        "TEST_DATABASE_URL is not set: run scripts/test, which starts PostgreSQL \
-         (scripts/postgres-test-db), or point it at a scratch database",
-    );
-    {
-        // A clean schema: the database is scratch, owned by the test role.
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        c.batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-            .unwrap();
-    }
+    let url = e2e_tests::scratch_postgres();
     let db = Db::connect_postgres(&url).unwrap();
     assert_eq!(db.backend(), "postgres");
     assert_eq!(

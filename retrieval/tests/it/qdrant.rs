@@ -418,6 +418,14 @@ async fn an_unreachable_server_is_an_error_not_a_hang() {
     );
 }
 
+/// The three test guides in a folder, an empty index directory and a 32-dimensional embedder.
+fn setup(version: &'static str) -> (tempfile::TempDir, tempfile::TempDir, Arc<CharEmbedder>) {
+    let corpus = tempfile::tempdir().unwrap();
+    write_corpus(corpus.path());
+    let embedder = Arc::new(CharEmbedder { dim: 32, version });
+    (corpus, tempfile::tempdir().unwrap(), embedder)
+}
+
 fn qdrant_config(url: &str, collection: &str) -> RetrieverConfig {
     RetrieverConfig {
         vectors: VectorBackend::Qdrant(QdrantConfig::new(url, collection)),
@@ -429,13 +437,7 @@ fn qdrant_config(url: &str, collection: &str) -> RetrieverConfig {
 async fn the_retriever_runs_dense_search_over_qdrant() {
     let node = qdrant!();
     let url = node.url();
-    let corpus = tempfile::tempdir().unwrap();
-    let index = tempfile::tempdir().unwrap();
-    write_corpus(corpus.path());
-    let embedder = Arc::new(CharEmbedder {
-        dim: 32,
-        version: "qdrant",
-    });
+    let (corpus, index, embedder) = setup("qdrant");
     let mut r = Retriever::open(
         Some(index.path()),
         embedder.clone(),
@@ -520,13 +522,7 @@ async fn the_retriever_runs_dense_search_over_qdrant() {
 async fn an_embedded_index_moves_to_qdrant_without_embedding_again() {
     let node = qdrant!();
     let url = node.url();
-    let corpus = tempfile::tempdir().unwrap();
-    let index = tempfile::tempdir().unwrap();
-    write_corpus(corpus.path());
-    let embedder = Arc::new(CharEmbedder {
-        dim: 32,
-        version: "move",
-    });
+    let (corpus, index, embedder) = setup("move");
     let queries = [
         "敬老卡要怎麼申請",
         "路燈不亮要報修",
@@ -587,14 +583,9 @@ async fn an_embedded_index_moves_to_qdrant_without_embedding_again() {
 async fn one_instance_rebuilding_a_damaged_index_leaves_the_shared_collection_alone() {
     let node = qdrant!();
     let url = node.url();
-    let corpus = tempfile::tempdir().unwrap();
-    write_corpus(corpus.path());
-    let embedder = Arc::new(CharEmbedder {
-        dim: 32,
-        version: "shared",
-    });
     // Two instances, each with its own index directory, one collection.
-    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (corpus, a_dir, embedder) = setup("shared");
+    let b_dir = tempfile::tempdir().unwrap();
     let mut a = Retriever::open(
         Some(a_dir.path()),
         embedder.clone(),
@@ -649,13 +640,7 @@ async fn one_instance_rebuilding_a_damaged_index_leaves_the_shared_collection_al
 #[tokio::test]
 async fn an_index_pointed_at_an_empty_cluster_is_ingested_again() {
     let first = qdrant!();
-    let corpus = tempfile::tempdir().unwrap();
-    let index = tempfile::tempdir().unwrap();
-    write_corpus(corpus.path());
-    let embedder = Arc::new(CharEmbedder {
-        dim: 32,
-        version: "new-cluster",
-    });
+    let (corpus, index, embedder) = setup("new-cluster");
     let mut r = Retriever::open(
         Some(index.path()),
         embedder.clone(),
