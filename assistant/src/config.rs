@@ -124,7 +124,7 @@ pub struct ServerSettings {
     pub address_rate_burst: f64,
     /// Reverse proxies (IP addresses) whose `X-Forwarded-For` names the client; from anyone
     /// else the header is ignored.
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Failed logins (per account, and per client address) within `login_lock_minutes` that
     /// lock it for `login_lock_minutes`.
     pub login_max_failures: u32,
@@ -380,7 +380,20 @@ mod tests {
         assert_eq!(q.url, "http://q1:6334");
         assert_eq!(q.peers, ["http://q2:6334", "http://q3:6334"]);
         assert_eq!((q.replication_factor, q.shard_number), (2, 1));
-        assert_eq!(s.server.trusted_proxies.len(), 1);
+        assert_eq!(
+            s.server.trusted_proxies,
+            ["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        // A balancer given by name or range would be dropped silently and every client would
+        // share its address (and its login lock): refused at start instead.
+        for bad in [r#"["lb.internal"]"#, r#"["10.0.0.0/8"]"#] {
+            let env = [(
+                "ASSISTANT__SERVER__TRUSTED_PROXIES".to_string(),
+                bad.to_string(),
+            )];
+            let err = Settings::load_from(dir.path(), None, &env).unwrap_err();
+            assert!(format!("{err:#}").contains("invalid IP address"), "{err:#}");
+        }
     }
 
     #[test]

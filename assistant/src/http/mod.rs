@@ -139,12 +139,7 @@ impl AppState {
                 p.settings.address_rate_per_minute,
                 p.settings.address_rate_burst,
             ),
-            trusted_proxies: p
-                .settings
-                .trusted_proxies
-                .iter()
-                .filter_map(|a| a.parse().ok())
-                .collect(),
+            trusted_proxies: p.settings.trusted_proxies.clone(),
             settings: p.settings,
             answer_config: p.answer_config,
             kb: Arc::new(RwLock::new(Kb {

@@ -76,7 +76,7 @@ fn a_client_that_drops_its_cookies_is_throttled_by_its_address() {
 fn failed_logins_lock_the_account_and_address_across_sessions_until_lifted() {
     let srv = start(
         |s| {
-            s.trusted_proxies = vec!["127.0.0.1".into()];
+            s.trusted_proxies = vec![std::net::Ipv4Addr::LOCALHOST.into()];
             s.login_max_failures = 5;
             s.login_lock_minutes = 15;
         },
@@ -157,7 +157,7 @@ fn forwarded_for_separates_residents_only_behind_a_trusted_proxy() {
     let proxied = start(
         |s| {
             tight(s);
-            s.trusted_proxies = vec!["127.0.0.1".into()];
+            s.trusted_proxies = vec![std::net::Ipv4Addr::LOCALHOST.into()];
         },
         None,
         None,
