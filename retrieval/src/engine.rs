@@ -408,6 +408,11 @@ impl Retriever {
         self.vectors.name()
     }
 
+    /// Points in the vector store (a request to the server for Qdrant): what `/readyz` checks.
+    pub async fn num_vectors(&self) -> Result<usize> {
+        self.vectors.count().await
+    }
+
     pub fn num_documents(&self) -> usize {
         self.manifest.docs.len()
     }

@@ -130,6 +130,14 @@ fn three_instances_on_postgresql_and_a_qdrant_cluster_act_as_one_service() {
         started.elapsed().as_secs_f64()
     );
     let bases: Vec<String> = instances.iter().map(|s| s.base.clone()).collect();
+    // Every instance sees the whole collection (its readiness asks the cluster).
+    for base in &bases {
+        let ready = Client::new(base).get("/readyz").json();
+        assert!(
+            ready["vectors"].as_u64().unwrap_or(0) >= 500,
+            "{base}: {ready}"
+        );
+    }
     instances[0].add_user("boss", "admin-password-1", "admin");
     instances[0].add_user("agent01", "agent-password-1", "agent");
 

@@ -17,16 +17,22 @@ pub async fn healthz() -> &'static str {
 /// `GET /readyz`: the index is open with guides, the database answers, the LLM (if any) is
 /// loaded.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let guides = match state.kb.try_read() {
-        Ok(kb) => Some(kb.retriever.titles().len()),
-        // Re-indexing: still serving from the old index once it is done.
-        Err(_) => None,
+    // Re-indexing swaps the prepared sections in under the write lock: not ready for that
+    // moment. The vector store is asked too: with Qdrant, an instance that reaches no node
+    // cannot answer and should leave the balancer's rotation.
+    let (guides, vectors) = match state.kb.try_read() {
+        Ok(kb) => (
+            Some(kb.retriever.titles().len()),
+            kb.retriever.num_vectors().await.ok(),
+        ),
+        Err(_) => (None, None),
     };
     let db = state.db.version().ok();
-    let ready = guides.is_some_and(|g| g > 0) && db.is_some();
+    let ready = guides.is_some_and(|g| g > 0) && vectors.is_some_and(|v| v > 0) && db.is_some();
     let body = serde_json::json!({
         "ready": ready,
         "guides": guides,
+        "vectors": vectors,
         "schema_version": db,
         "llm": state.llm.as_ref().map(|l| l.describe()),
         "mydata": state.mydata.is_some(),

@@ -53,7 +53,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/static/common.js", "public", "Script shared by the pages", &[], "text/javascript", pages::common_js),
         route!(get, "/static/common.css", "public", "Styles shared by the pages", &[], "text/css", pages::common_css),
         route!(get, "/healthz", "public", "Liveness", &[], "text/plain `ok`", health::healthz),
-        route!(get, "/readyz", "public", "Readiness: index open with guides, database, LLM", &[], "{ready, guides, schema_version, llm, mydata, mydata_platform, voice}; 503 when not ready", health::readyz),
+        route!(get, "/readyz", "public", "Readiness: index open with guides, the vector store answering, database, LLM", &[], "{ready, guides, vectors, schema_version, llm, mydata, mydata_platform, voice}; 503 when not ready", health::readyz),
         route!(get, "/metrics", "public", "Prometheus metrics", &[], "text/plain (Prometheus 0.0.4)", metrics::metrics),
         route!(get, "/api/openapi.json", "public", "This document", &[], "OpenAPI 3.1", openapi_json),
         route!(get, "/api/session", "resident", "The session: CSRF token and role (sets the session cookie)", &[], "{csrf, role, username, mydata, mydata_sandbox}", auth::session_info),
