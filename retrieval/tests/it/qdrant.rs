@@ -426,6 +426,18 @@ fn setup(version: &'static str) -> (tempfile::TempDir, tempfile::TempDir, Arc<Ch
     (corpus, tempfile::tempdir().unwrap(), embedder)
 }
 
+/// A retriever over the index in `dir` with its vectors in `collection` on the server at `url`.
+async fn open_on(
+    dir: &std::path::Path,
+    embedder: &Arc<CharEmbedder>,
+    url: &str,
+    collection: &str,
+) -> Retriever {
+    Retriever::open(Some(dir), embedder.clone(), qdrant_config(url, collection))
+        .await
+        .unwrap()
+}
+
 fn qdrant_config(url: &str, collection: &str) -> RetrieverConfig {
     RetrieverConfig {
         vectors: VectorBackend::Qdrant(QdrantConfig::new(url, collection)),
@@ -438,13 +450,7 @@ async fn the_retriever_runs_dense_search_over_qdrant() {
     let node = qdrant!();
     let url = node.url();
     let (corpus, index, embedder) = setup("qdrant");
-    let mut r = Retriever::open(
-        Some(index.path()),
-        embedder.clone(),
-        qdrant_config(&url, "hotline"),
-    )
-    .await
-    .unwrap();
+    let mut r = open_on(index.path(), &embedder, &url, "hotline").await;
     assert_eq!(r.vector_backend(), "qdrant");
     let rep = ingest_dir(&mut r, corpus.path()).await;
     assert_eq!(rep.added, 3);
@@ -489,13 +495,7 @@ async fn the_retriever_runs_dense_search_over_qdrant() {
     drop(r);
 
     // Reopened with the same configuration: the collection is kept and nothing re-embedded.
-    let mut r = Retriever::open(
-        Some(index.path()),
-        embedder.clone(),
-        qdrant_config(&url, "hotline"),
-    )
-    .await
-    .unwrap();
+    let mut r = open_on(index.path(), &embedder, &url, "hotline").await;
     assert!(r.rebuilt().is_none());
     let rep = ingest_dir(&mut r, corpus.path()).await;
     assert_eq!((rep.unchanged, rep.chunks_embedded), (2, 0));
@@ -511,9 +511,7 @@ async fn the_retriever_runs_dense_search_over_qdrant() {
         dim: 32,
         version: "qdrant-v2",
     });
-    let r = Retriever::open(Some(index.path()), other, qdrant_config(&url, "hotline"))
-        .await
-        .unwrap();
+    let r = open_on(index.path(), &other, &url, "hotline").await;
     assert!(r.rebuilt().is_some());
     assert_eq!(probe.count().await.unwrap(), 0);
 }
@@ -551,13 +549,7 @@ async fn an_embedded_index_moves_to_qdrant_without_embedding_again() {
             flat_rankings.push(ranking(r.search(q, &dense).await.unwrap()));
         }
     }
-    let mut r = Retriever::open(
-        Some(index.path()),
-        embedder.clone(),
-        qdrant_config(&url, "moved"),
-    )
-    .await
-    .unwrap();
+    let mut r = open_on(index.path(), &embedder, &url, "moved").await;
     assert!(r.rebuilt().is_none(), "{:?}", r.rebuilt());
     assert!(!index.path().join("vectors.bin").exists());
     let probe = connect(&url, "moved", 32).await.unwrap();
@@ -586,21 +578,9 @@ async fn one_instance_rebuilding_a_damaged_index_leaves_the_shared_collection_al
     // Two instances, each with its own index directory, one collection.
     let (corpus, a_dir, embedder) = setup("shared");
     let b_dir = tempfile::tempdir().unwrap();
-    let mut a = Retriever::open(
-        Some(a_dir.path()),
-        embedder.clone(),
-        qdrant_config(&url, "shared"),
-    )
-    .await
-    .unwrap();
+    let mut a = open_on(a_dir.path(), &embedder, &url, "shared").await;
     ingest_dir(&mut a, corpus.path()).await;
-    let mut b = Retriever::open(
-        Some(b_dir.path()),
-        embedder.clone(),
-        qdrant_config(&url, "shared"),
-    )
-    .await
-    .unwrap();
+    let mut b = open_on(b_dir.path(), &embedder, &url, "shared").await;
     ingest_dir(&mut b, corpus.path()).await;
     let probe = connect(&url, "shared", 32).await.unwrap();
     let n = probe.count().await.unwrap();
@@ -608,13 +588,7 @@ async fn one_instance_rebuilding_a_damaged_index_leaves_the_shared_collection_al
     drop(b);
     // B's directory is damaged: B rebuilds and re-ingests, A keeps answering throughout.
     std::fs::write(b_dir.path().join("meta.json"), b"{not json").unwrap();
-    let mut b = Retriever::open(
-        Some(b_dir.path()),
-        embedder.clone(),
-        qdrant_config(&url, "shared"),
-    )
-    .await
-    .unwrap();
+    let mut b = open_on(b_dir.path(), &embedder, &url, "shared").await;
     assert!(b.rebuilt().is_some());
     assert_eq!(
         probe.count().await.unwrap(),
@@ -641,24 +615,12 @@ async fn one_instance_rebuilding_a_damaged_index_leaves_the_shared_collection_al
 async fn an_index_pointed_at_an_empty_cluster_is_ingested_again() {
     let first = qdrant!();
     let (corpus, index, embedder) = setup("new-cluster");
-    let mut r = Retriever::open(
-        Some(index.path()),
-        embedder.clone(),
-        qdrant_config(&first.url(), "guides"),
-    )
-    .await
-    .unwrap();
+    let mut r = open_on(index.path(), &embedder, &first.url(), "guides").await;
     ingest_dir(&mut r, corpus.path()).await;
     drop(r);
     // The same collection name on another (empty) server: not taken as up to date.
     let second = qdrant!();
-    let mut r = Retriever::open(
-        Some(index.path()),
-        embedder.clone(),
-        qdrant_config(&second.url(), "guides"),
-    )
-    .await
-    .unwrap();
+    let mut r = open_on(index.path(), &embedder, &second.url(), "guides").await;
     assert!(
         r.rebuilt().is_some_and(|why| why.contains("holds none")),
         "{:?}",
@@ -671,8 +633,6 @@ async fn an_index_pointed_at_an_empty_cluster_is_ingested_again() {
     // A node address that changes with the vectors in place is not a rebuild.
     drop(r);
     let same = format!("http://localhost:{}", second.grpc);
-    let r = Retriever::open(Some(index.path()), embedder, qdrant_config(&same, "guides"))
-        .await
-        .unwrap();
+    let r = open_on(index.path(), &embedder, &same, "guides").await;
     assert!(r.rebuilt().is_none(), "{:?}", r.rebuilt());
 }
