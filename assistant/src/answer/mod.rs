@@ -1273,6 +1273,8 @@ impl Answerer {
                     })
                 };
                 if reason.is_none() {
+                    let passages: Vec<&str> = sel.chunks.iter().map(|c| c.text.as_str()).collect();
+                    let text = spell_as_sources(&text, &passages);
                     answer.lead = with_alert(answer.alert.as_ref(), &text);
                     answer.answer = format!("{}\n\n{details}", answer.lead);
                     answer.kind = AnswerKind::Generated;
@@ -1304,6 +1306,41 @@ impl Answerer {
         );
         outcome
     }
+}
+
+/// Characters that matching folds together but a reader sees as a slip: (the form Taiwan's
+/// guides use, its variant). A kept reply takes the cited passages' spelling: 「裡長」 becomes
+/// 「里長」 where the guide writes 里長 (but 「這裡」 stays), and 説 is always 說.
+const VARIANTS: &[(char, char)] = &[('里', '裡'), ('說', '説'), ('裡', '里')];
+
+/// `text` with each variant character spelled as the passages spell it next to the same
+/// neighbour (a bigram the passages have, and the text's own bigram they do not).
+pub fn spell_as_sources(text: &str, passages: &[&str]) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let has = |a: char, b: char| {
+        let bigram: String = [a, b].iter().collect();
+        passages.iter().any(|p| p.contains(&bigram))
+    };
+    let mut out = chars.clone();
+    for (i, &c) in chars.iter().enumerate() {
+        if c == '説' {
+            out[i] = '說';
+            continue;
+        }
+        for &(want, variant) in VARIANTS {
+            if c != variant {
+                continue;
+            }
+            let next = chars.get(i + 1).copied();
+            let prev = i.checked_sub(1).map(|j| chars[j]);
+            let by_next = next.is_some_and(|n| has(want, n) && !has(c, n));
+            let by_prev = prev.is_some_and(|p| has(p, want) && !has(p, c));
+            if by_next || by_prev {
+                out[i] = want;
+            }
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// The names the claim check keeps apart: each guide's title (before any 「（」) and its
@@ -1418,6 +1455,18 @@ fn ms(since: Instant) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_reply_is_spelled_as_its_sources() {
+        let guide = ["行動不便的長者可請里長或里幹事協助代辦。請到這裡的服務台說明狀況。"];
+        assert_eq!(
+            spell_as_sources("可請裡長或里幹事協助代辦，打 1999 説明位置", &guide),
+            "可請里長或里幹事協助代辦，打 1999 說明位置"
+        );
+        // 裡 where it means "inside" stays, and so does a variant the sources do not decide.
+        assert_eq!(spell_as_sources("這裡的服務台", &guide), "這裡的服務台");
+        assert_eq!(spell_as_sources("家裡有人", &guide), "家裡有人");
+    }
 
     #[test]
     fn the_guide_asked_for_is_the_one_after_the_verb() {
