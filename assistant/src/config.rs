@@ -302,8 +302,9 @@ fn set_path(table: &mut toml::Table, parts: &[String], value: toml::Value) {
 }
 
 fn parse_scalar(s: &str) -> toml::Value {
-    // A list in TOML syntax: `ASSISTANT__RETRIEVAL__VECTORS__PEERS='["http://q2:6334"]'`.
-    if s.trim_start().starts_with('[') {
+    // A list in TOML syntax: `ASSISTANT__RETRIEVAL__VECTORS__PEERS='["http://q2:6334"]'`; a
+    // quoted value is a string even when it looks like a number (`…__API_KEY='"123456"'`).
+    if s.trim_start().starts_with(['[', '"']) {
         if let Ok(mut t) = toml::from_str::<toml::Table>(&format!("v = {s}")) {
             if let Some(v) = t.remove("v") {
                 return v;
@@ -384,6 +385,13 @@ mod tests {
             s.server.trusted_proxies,
             ["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
         );
+        // A quoted value stays a string, even all digits.
+        let env = [(
+            "ASSISTANT__MYDATA__CLIENT_SECRET".to_string(),
+            r#""123456""#.to_string(),
+        )];
+        let s = Settings::load_from(dir.path(), None, &env).unwrap();
+        assert_eq!(s.mydata.client_secret, "123456");
         // A balancer given by name or range would be dropped silently and every client would
         // share its address (and its login lock): refused at start instead.
         for bad in [r#"["lb.internal"]"#, r#"["10.0.0.0/8"]"#] {
