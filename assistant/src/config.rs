@@ -42,6 +42,8 @@ pub struct Paths {
     pub mydata: PathBuf,
     /// Safety triage rules.
     pub safety: PathBuf,
+    /// The bureau routing lexicon (`bureaus.toml`: each agency's duties and residents' words).
+    pub routing: PathBuf,
 }
 
 impl Default for Paths {
@@ -56,6 +58,7 @@ impl Default for Paths {
             benefits: PathBuf::from("corpus/benefits"),
             mydata: PathBuf::from("corpus/mydata"),
             safety: PathBuf::from("corpus/safety"),
+            routing: PathBuf::from("corpus/routing"),
         }
     }
 }

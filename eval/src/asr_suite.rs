@@ -33,6 +33,12 @@ pub struct AsrArgs {
     /// Encode the full 30 s window instead of one trimmed to the audio.
     #[arg(long)]
     full_window: bool,
+    /// Pass each recording through a telephone line first (8 kHz, G.711 μ-law, back to 16 kHz).
+    #[arg(long)]
+    telephone: bool,
+    /// Beam width of the decoder (default: voice.beam_size; 1 is greedy).
+    #[arg(long)]
+    beam: Option<usize>,
     /// Only the first N recordings.
     #[arg(long)]
     limit: Option<usize>,
@@ -81,6 +87,10 @@ pub fn run(app: &App, args: &AsrArgs) -> anyhow::Result<Value> {
         config.prompt.clear();
     }
     config.trim_audio_ctx = !args.full_window;
+    if let Some(b) = args.beam {
+        config.beam_size = b.max(1);
+    }
+    let beam = config.beam_size;
     let threads = config.threads;
     let transcriber = voice::Transcriber::load(config)?;
 
@@ -89,8 +99,11 @@ pub fn run(app: &App, args: &AsrArgs) -> anyhow::Result<Value> {
     let mut worst: Vec<(f64, String, String, String)> = Vec::new();
     for (file, reference) in &items {
         let path = args.audio_dir.join(file);
-        let audio = voice::decode_file(&path, voice_settings.max_file_secs)
+        let mut audio = voice::decode_file(&path, voice_settings.max_file_secs)
             .with_context(|| format!("decoding {}", path.display()))?;
+        if args.telephone {
+            audio.samples = voice::audio::telephone_band(&audio.samples, voice::SAMPLE_RATE);
+        }
         let started = Instant::now();
         let t = transcriber.transcribe(&audio.samples)?;
         compute_secs += started.elapsed().as_secs_f64();
@@ -118,7 +131,8 @@ pub fn run(app: &App, args: &AsrArgs) -> anyhow::Result<Value> {
     let cer = edits as f64 / ref_chars.max(1) as f64;
     let rtf = compute_secs / audio_secs.max(1e-9);
     println!(
-        "asr: {n} recordings, {audio_secs:.1} s of audio, model {}, {threads} threads: CER {:.2}% ({edits} edits / {ref_chars} chars), RTF {rtf:.3}, {converted} outputs needed S→T",
+        "asr: {n} recordings{}, {audio_secs:.1} s of audio, model {}, {threads} threads, beam {beam}: CER {:.2}% ({edits} edits / {ref_chars} chars), RTF {rtf:.3}, {converted} outputs needed S→T",
+        if args.telephone { " through a telephone line (8 kHz μ-law)" } else { "" },
         model.display(),
         cer * 100.0
     );
@@ -128,6 +142,8 @@ pub fn run(app: &App, args: &AsrArgs) -> anyhow::Result<Value> {
         "rtf": rtf,
         "simplified_share": converted as f64 / n as f64,
         "threads": threads,
+        "beam": beam,
+        "telephone": args.telephone,
         "audio_secs": audio_secs,
     }))
 }

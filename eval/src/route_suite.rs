@@ -1,6 +1,7 @@
 //! `eval route`: bureau-routing accuracy and macro F1 (EVAL.md). The router learns from the FAQ
-//! entries of the train split (question, answer, bureau) and the bureau duty descriptions;
-//! `--cases faq-questions` scores the FAQ's own questions leave-one-out.
+//! entries of the train split (question, answer, bureau), the bureau duty descriptions and the
+//! routing lexicon (`corpus/routing/bureaus.toml`, as the product does); `--cases faq-questions`
+//! scores the FAQ's own questions leave-one-out.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -30,6 +31,10 @@ pub struct RouteArgs {
     /// `bureauData_kaohsiung_departments.json` next to the corpus, if present.
     #[arg(long)]
     pub duties: Option<PathBuf>,
+    /// The routing lexicon (`bureaus.toml`); by default the configured `paths.routing`;
+    /// `none` routes without it.
+    #[arg(long)]
+    pub lexicon: Option<String>,
     /// Use the e5 embedder (`on`) or naive Bayes alone (`off`).
     #[arg(long, default_value = "on")]
     pub dense: String,
@@ -118,12 +123,23 @@ pub async fn run(app: &App, a: &RouteArgs) -> anyhow::Result<Value> {
     };
     let t0 = std::time::Instant::now();
     let examples: Vec<RouteExample> = train.iter().map(|(_, e)| e.clone()).collect();
-    let router = Router::train(&examples, &duties, embedder, RouterConfig::default())?;
+    let mut router = Router::train(&examples, &duties, embedder, RouterConfig::default())?;
+    let lexicon = match a.lexicon.as_deref() {
+        Some("none") => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => Some(app.settings.paths.routing.join("bureaus.toml")),
+    };
+    if let Some(p) = &lexicon {
+        router = router.with_lexicon(&knowledge::routing::BureauLexicon::load(p)?);
+    }
     eprintln!(
-        "router: {} examples, {} bureaus, {} duty descriptions, trained in {:.1}s",
+        "router: {} examples, {} bureaus, {} duty descriptions, lexicon {}, trained in {:.1}s",
         examples.len(),
         router.labels().len(),
         duties.len(),
+        lexicon
+            .as_ref()
+            .map_or("none".into(), |p| p.display().to_string()),
         t0.elapsed().as_secs_f64()
     );
     if a.sweep && a.cases == "faq-questions" {

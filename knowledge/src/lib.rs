@@ -9,6 +9,7 @@ pub mod error;
 pub mod forms;
 pub mod html;
 pub mod load;
+pub mod routing;
 pub mod safety;
 pub mod taxonomy;
 pub mod text;

@@ -101,6 +101,33 @@ pub fn mulaw_to_linear(byte: u8) -> i16 {
     (if sign != 0 { -magnitude } else { magnitude }) as i16
 }
 
+/// 16-bit linear → G.711 μ-law (the segment search of the ITU-T reference encoder, with its
+/// clip at 32,635 and bias of 0x84).
+pub fn linear_to_mulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32_635;
+    let s = sample as i32;
+    let sign = if s < 0 { 0x80u8 } else { 0 };
+    let magnitude = s.abs().min(CLIP) + BIAS;
+    let exponent = (7 - (magnitude as u32).leading_zeros().saturating_sub(17).min(7)) as u8;
+    let mantissa = ((magnitude >> (exponent as i32 + 3)) & 0x0f) as u8;
+    !(sign | (exponent << 4) | mantissa)
+}
+
+/// What a 16 kHz recording sounds like after a telephone line: down to 8 kHz (the band above
+/// 3.8 kHz is gone), G.711 μ-law companding (8 bits a sample), and back up to `rate`.
+pub fn telephone_band(samples: &[f32], rate: u32) -> Vec<f32> {
+    let narrow = resample(samples, rate, 8_000);
+    let coded: Vec<f32> = narrow
+        .iter()
+        .map(|&x| {
+            let linear = (x.clamp(-1.0, 1.0) * 32_767.0).round() as i16;
+            mulaw_to_linear(linear_to_mulaw(linear)) as f32 / 32_768.0
+        })
+        .collect();
+    resample(&coded, 8_000, rate)
+}
+
 /// G.711 A-law → 16-bit linear.
 pub fn alaw_to_linear(byte: u8) -> i16 {
     let a = byte ^ 0x55;
@@ -369,6 +396,34 @@ mod tests {
         let mut out = Vec::new();
         Encoding::Pcm16Le.decode(&[0x00, 0x40, 0x00, 0xc0, 0x11], &mut out);
         assert_eq!(out, vec![0.5, -0.5]);
+        // The encoder inverts the decoder on every code (0x7f and 0xff both mean 0).
+        for byte in 0..=255u8 {
+            let back = linear_to_mulaw(mulaw_to_linear(byte));
+            let expected = if byte == 0x7f { 0xff } else { byte };
+            assert_eq!(back, expected, "code {byte:#04x}");
+        }
+        // And quantises within half a step of the segment it falls in.
+        for s in [-32_768i16, -20_000, -1_000, -5, 0, 7, 300, 4_000, 32_767] {
+            let q = mulaw_to_linear(linear_to_mulaw(s)) as i32;
+            let step = (q.abs() + 0x84) / 16 + 1;
+            assert!(
+                (q - (s as i32).clamp(-32_635, 32_635)).abs() <= step,
+                "{s} → {q}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_telephone_band_keeps_speech_frequencies_and_drops_the_top() {
+        let low = tone(1_000.0, 16_000, 1.0);
+        let high = tone(6_000.0, 16_000, 1.0);
+        let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+        let (l, h) = (telephone_band(&low, 16_000), telephone_band(&high, 16_000));
+        assert_eq!(l.len(), low.len());
+        // A 1 kHz tone passes nearly unchanged (μ-law noise is ~38 dB down); 6 kHz is gone.
+        let err: Vec<f32> = l.iter().zip(&low).map(|(a, b)| a - b).collect();
+        assert!(rms(&err[400..15_600]) < 0.05 * rms(&low), "{}", rms(&err));
+        assert!(rms(&h[400..15_600]) < 0.02 * rms(&high), "{}", rms(&h));
     }
 
     #[test]

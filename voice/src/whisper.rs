@@ -31,6 +31,8 @@ pub struct WhisperConfig {
     /// positions); much faster on short utterances.
     pub trim_audio_ctx: bool,
     pub audio_ctx_margin: usize,
+    /// Beam width of the decoder; 1 decodes greedily.
+    pub beam_size: usize,
 }
 
 impl WhisperConfig {
@@ -43,6 +45,7 @@ impl WhisperConfig {
             workers: 1,
             trim_audio_ctx: true,
             audio_ctx_margin: 256,
+            beam_size: 1,
         }
     }
 }
@@ -213,7 +216,15 @@ impl Transcriber {
 
     fn run(&self, state: &mut WhisperState, audio: &[f32]) -> Result<Transcript, WhisperError> {
         let secs = audio.len() as f64 / SAMPLE_RATE as f64;
-        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        let strategy = if self.config.beam_size > 1 {
+            SamplingStrategy::BeamSearch {
+                beam_size: self.config.beam_size as i32,
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy { best_of: 1 }
+        };
+        let mut params = FullParams::new(strategy);
         params.set_n_threads(self.config.threads.max(1) as i32);
         params.set_language(Some(&self.config.language));
         params.set_translate(false);

@@ -149,7 +149,10 @@ pub(super) fn route(app: &App, text: &str, dense: bool) -> anyhow::Result<ExitCo
     let taxonomy = knowledge::Taxonomy::load(&settings.paths.cases)?;
     let examples = crate::intake::route::examples_from_knowledge(&docs, &taxonomy);
     let embedder = if dense { Some(app.embedder()?) } else { None };
-    let router = crate::intake::route::Router::train(&examples, &[], embedder, Default::default())?;
+    let lexicon =
+        knowledge::routing::BureauLexicon::load(&settings.paths.routing.join("bureaus.toml"))?;
+    let router = crate::intake::route::Router::train(&examples, &[], embedder, Default::default())?
+        .with_lexicon(&lexicon);
     for r in router.route(text)?.iter().take(3) {
         println!("{:<24} {:.2}", r.bureau, r.probability);
     }
