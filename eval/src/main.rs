@@ -13,6 +13,7 @@ mod llm_suite;
 mod load_suite;
 mod route_suite;
 mod safety_suite;
+mod vad_suite;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -69,6 +70,9 @@ enum Suite {
     Load(load_suite::LoadArgs),
     /// Speech recognition: character error rate, real-time factor, Simplified-output share.
     Asr(asr_suite::AsrArgs),
+    /// Voice-activity detection: the energy VAD against Silero VAD v6 on the recordings mixed
+    /// into babble and music.
+    Vad(vad_suite::VadArgs),
     /// Safety triage: danger detected (precision, recall), the right rule, false alarms.
     Safety(safety_suite::SafetyArgs),
     /// Benefit suggestions from self-descriptions: recall, absurd suggestions, eligibility.
@@ -132,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Suite::Route(args) => route_suite::run(app, &args).await?,
         Suite::Load(args) => load_suite::run(&args).await?,
         Suite::Asr(args) => tokio::task::block_in_place(|| asr_suite::run(app, &args))?,
+        Suite::Vad(args) => tokio::task::block_in_place(|| vad_suite::run(app, &args))?,
         Suite::Safety(args) => tokio::task::block_in_place(|| safety_suite::run(app, &args))?,
         Suite::Benefits(args) => benefits_suite::run(app, &args)?,
         Suite::Intake(args) => tokio::task::block_in_place(|| intake_suite::run(app, &args))?,

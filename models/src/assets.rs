@@ -352,6 +352,23 @@ pub const WHISPER: AssetSpec = AssetSpec {
 };
 
 /// All assets `setup` installs.
+/// Silero VAD v6 (MIT), the 16 kHz model's weights as shipped in PyPI `silero-vad==6.2.3`
+/// (`voice::silero` runs them; `eval vad` compares them with the energy VAD).
+pub const SILERO_VAD: AssetSpec = AssetSpec {
+    name: "silero-vad",
+    description: "Silero VAD v6 voice-activity model (16 kHz, safetensors)",
+    parts: &[Part {
+        registry: Registry::PyPi,
+        package: "silero-vad",
+        version: "6.2.3",
+        member: "silero_vad/data/silero_vad_16k.safetensors",
+        sha256: "c59271c284ae9c8335d795d60e0bfdb71aaaceec578d9bd9ffc1b8153c319ea1",
+    }],
+    conversion: Conversion::Concat,
+    output: "silero_vad_16k.safetensors",
+    output_sha256: Some("c59271c284ae9c8335d795d60e0bfdb71aaaceec578d9bd9ffc1b8153c319ea1"),
+};
+
 pub const ALL: &[AssetSpec] = &[EMBEDDER, LLM, LLM_TOKENIZER, WHISPER];
 
 /// Where packages come from.

@@ -7,6 +7,7 @@
 //! (`models` converts the registry's CTranslate2 weights into one); any ggml whisper file works.
 
 pub mod audio;
+pub mod silero;
 pub mod stream;
 pub mod text;
 pub mod vad;
