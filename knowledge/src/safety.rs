@@ -89,6 +89,28 @@ struct RulesFile {
     negation: NegationTable,
     #[serde(default)]
     rule: Vec<SafetyRule>,
+    #[serde(default)]
+    cue: Vec<DistressCue>,
+}
+
+/// A sign of distress for the agent (`distress.toml`): softer than a rule, listed in the
+/// console with what to do, never shown to a resident.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistressCue {
+    pub id: String,
+    /// What the agent reads (`情緒低落、無助`).
+    pub label: String,
+    /// What to do, one sentence.
+    pub hint: String,
+    #[serde(default)]
+    pub numbers: Vec<String>,
+    /// Matched in the normalised call, like rule phrases (written in any form: both sides are
+    /// normalised when compared).
+    pub phrases: Vec<String>,
+    /// Cancel a match in the same clause.
+    #[serde(default)]
+    pub negations: Vec<String>,
 }
 
 /// Every rule, in priority order (files by name, rules in file order).
@@ -98,6 +120,8 @@ pub struct SafetyRules {
     /// Phrases that mean the danger is absent or over (applied within the clause), except to
     /// crisis rules, where past or hypothetical talk is still a warning sign.
     pub global_negations: Vec<String>,
+    /// Distress cues for the agent.
+    pub cues: Vec<DistressCue>,
 }
 
 impl SafetyRules {
@@ -115,6 +139,18 @@ impl SafetyRules {
             let file: RulesFile =
                 toml::from_str(&text).map_err(|e| err(&f, format!("safety rules: {e}")))?;
             out.global_negations.extend(file.negation.global);
+            for c in file.cue {
+                if c.id.is_empty() || c.label.trim().is_empty() || c.phrases.is_empty() {
+                    return Err(err(
+                        &f,
+                        format!("cue {}: give an id, a label and phrases", c.id),
+                    ));
+                }
+                if out.cues.iter().any(|x| x.id == c.id) {
+                    return Err(err(&f, format!("cue {} is defined twice", c.id)));
+                }
+                out.cues.push(c);
+            }
             for r in file.rule {
                 validate(&r).map_err(|m| err(&f, format!("rule {}: {m}", r.id)))?;
                 if out.rules.iter().any(|x| x.id == r.id) {

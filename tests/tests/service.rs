@@ -292,6 +292,39 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
         json!([]),
     );
     b.screenshot(&shots.join("agent-console-known-case.png"));
+
+    // A caller in distress: the red banner with the number to call comes first, and the agent
+    // gets the cue list (what was heard, what to do).
+    b.click("#clear-call");
+    b.type_into(
+        "#call-text",
+        "我爸爸剛剛在浴室倒下去叫不醒，我一個人在家，快崩潰了，講了好幾次都沒人來",
+    );
+    b.click("#analyze");
+    let banner = b.poll(
+        "const e = document.querySelector('#suggestion .alert-banner'); return e ? e.innerText : '';",
+        20,
+        |s| !s.is_empty(),
+    );
+    assert!(banner.contains("請立即撥打 119"), "{banner}");
+    let cues = b.poll(
+        "const e = document.querySelector('#cues'); return e && !e.hidden ? e.innerText : '';",
+        10,
+        |s| !s.is_empty(),
+    );
+    assert!(
+        cues.contains("情緒低落、無助") && cues.contains("「崩潰」") && cues.contains("1925"),
+        "{cues}"
+    );
+    assert!(
+        cues.contains("情緒激動、不滿") && cues.contains("「講了好幾次」"),
+        "{cues}"
+    );
+    b.script(
+        "document.querySelector('#cues').scrollIntoView({block: 'center'}); return 'shown';",
+        json!([]),
+    );
+    b.screenshot(&shots.join("agent-console-alert.png"));
     // 登出 ends the session and returns to the sign-in page.
     b.click("#logout");
     let path = b.poll("return location.pathname;", 10, |p| p == "/login");

@@ -72,7 +72,20 @@ struct DenseVote {
 pub struct Triage {
     rules: Vec<Compiled>,
     global: Vec<String>,
+    cues: Vec<knowledge::safety::DistressCue>,
     dense: Option<DenseVote>,
+}
+
+/// A sign of distress heard in a call, for the agent's cue list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cue {
+    pub label: String,
+    /// The words that matched, as heard.
+    pub words: Vec<String>,
+    pub hint: String,
+    pub numbers: Vec<String>,
+    /// From a safety rule (danger now) rather than a softer cue.
+    pub urgent: bool,
 }
 
 /// Clause boundaries (after width folding the full-width marks are ASCII).
@@ -114,6 +127,7 @@ impl Triage {
         Triage {
             rules: compiled,
             global: rules.global_negations,
+            cues: rules.cues,
             dense: None,
         }
     }
@@ -225,6 +239,51 @@ impl Triage {
             .collect()
     }
 
+    /// Every sign of distress in a call, for the agent: each safety rule that fires (danger
+    /// now, most important first) and each softer cue (`distress.toml`), with the words heard.
+    pub fn distress_cues(&self, call: &str) -> Vec<Cue> {
+        let mut out: Vec<Cue> = self
+            .check_rules(call)
+            .into_iter()
+            .map(|a| Cue {
+                label: a.headline.clone(),
+                words: a.matched.into_iter().collect(),
+                hint: a.steps.first().cloned().unwrap_or_default(),
+                numbers: a.numbers,
+                urgent: true,
+            })
+            .collect();
+        let norm = fold_for_matching(call);
+        let parts = clauses(&norm);
+        for c in &self.cues {
+            let mut words: Vec<String> = Vec::new();
+            let negations: Vec<String> = c.negations.iter().map(|n| fold_for_matching(n)).collect();
+            for clause in &parts {
+                if negations.iter().any(|n| clause.contains(n.as_str())) {
+                    continue;
+                }
+                for p in &c.phrases {
+                    if clause.contains(fold_for_matching(p).as_str()) && !words.contains(p) {
+                        words.push(p.clone());
+                    }
+                }
+            }
+            // A phrase inside a longer one heard (撐不下去 in 撐不過…) is listed once.
+            let all = words.clone();
+            words.retain(|w| !all.iter().any(|o| o != w && o.contains(w.as_str())));
+            if !words.is_empty() {
+                out.push(Cue {
+                    label: c.label.clone(),
+                    words,
+                    hint: c.hint.clone(),
+                    numbers: c.numbers.clone(),
+                    urgent: false,
+                });
+            }
+        }
+        out
+    }
+
     /// The rule whose exemplars `query_vector` (a unit e5 query embedding of the message) is
     /// closest to, when above the threshold and the message holds no negation of it.
     pub fn check_similar(&self, text: &str, query_vector: &[f32]) -> Option<Alert> {
@@ -300,6 +359,53 @@ mod tests {
     fn triage() -> Triage {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/safety");
         Triage::load(&dir).unwrap()
+    }
+
+    /// The browser test's distressed caller.
+    const CALL_IN_DISTRESS: &str =
+        "我爸爸剛剛在浴室倒下去叫不醒，我一個人在家，快崩潰了，講了好幾次都沒人來";
+
+    #[test]
+    fn the_agent_sees_every_distress_cue_with_the_words_heard() {
+        let t = triage();
+        let cues = t.distress_cues(
+            "我已經講了好幾次了都沒人處理，我一個人住，房租繳不出來，真的快撐不下去了",
+        );
+        let labels: Vec<&str> = cues.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "情緒低落、無助",
+                "經濟急迫",
+                "獨居或無人照顧",
+                "情緒激動、不滿"
+            ],
+            "{cues:?}"
+        );
+        assert!(cues.iter().all(|c| !c.urgent && !c.hint.is_empty()));
+        let angry = &cues[3];
+        assert_eq!(angry.words, ["講了好幾次", "都沒人處理"]);
+        assert_eq!(cues[0].numbers, ["1925"]);
+        // Danger now comes first, from the safety rules, with its number.
+        let cues = t.distress_cues("活著好累，我今天晚上就想去死，沒有人在乎我");
+        assert!(
+            cues[0].urgent && cues[0].numbers.contains(&"1925".to_string()),
+            "{cues:?}"
+        );
+        assert!(cues
+            .iter()
+            .any(|c| c.label == "情緒低落、無助" && c.words == ["沒有人在乎"]));
+        let cues = t.distress_cues(CALL_IN_DISTRESS);
+        assert!(cues[0].urgent && cues[0].numbers[0] == "119", "{cues:?}");
+        assert!(cues.iter().any(|c| c.label == "情緒低落、無助"), "{cues:?}");
+        // A negation in the same clause cancels a cue; ordinary calls have none.
+        assert!(t.distress_cues("請他打我手機就好，謝謝").is_empty());
+        assert!(t
+            .distress_cues("我家巷口的路燈不亮，麻煩派人來修")
+            .is_empty());
+        // Phrases OpenCC rewrites (吃 → 喫) still match and are shown as written.
+        let cues = t.distress_cues("這個月已經沒錢吃飯了");
+        assert_eq!(cues[0].words, ["沒錢吃飯"]);
     }
 
     fn first(t: &Triage, text: &str) -> Option<(String, Vec<String>)> {

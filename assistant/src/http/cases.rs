@@ -116,6 +116,7 @@ pub(super) async fn analyse_call(state: &AppState, text: String) -> ApiResult<se
         "note": note,
         "case": a.case,
         "alert": a.alert,
+        "cues": a.cues,
         "benefits": benefits,
         "known": known,
     }))

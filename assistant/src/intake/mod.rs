@@ -166,6 +166,8 @@ pub struct Assist {
     pub case: CaseView,
     /// Danger said anywhere in the call so far (the red banner with the number to call).
     pub alert: Option<crate::answer::safety::Alert>,
+    /// Every sign of distress heard so far, for the agent's cue list.
+    pub cues: Vec<crate::answer::safety::Cue>,
 }
 
 /// The assist for what a caller said so far: the latest utterance is the question (suggested
@@ -185,6 +187,10 @@ pub async fn assist(
             .triage()
             .and_then(|t| t.check_rules(&call).into_iter().next())
     });
+    let cues = answerer
+        .triage()
+        .map(|t| t.distress_cues(&call))
+        .unwrap_or_default();
     let ex = extractor.clone();
     let (extraction, call) =
         tokio::task::spawn_blocking(move || ex.extract("case_report", &call).map(|x| (x, call)))
@@ -193,5 +199,6 @@ pub async fn assist(
         answer,
         case: case_view(&extractor, &extraction, &call),
         alert,
+        cues,
     })
 }
