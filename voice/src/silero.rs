@@ -89,8 +89,11 @@ impl Default for SileroState {
     }
 }
 
+/// A tensor's shape and values.
+type Tensor = (Vec<usize>, Vec<f32>);
+
 /// Reads a safetensors file's f32 tensors.
-fn read_safetensors(bytes: &[u8]) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>, String> {
+fn read_safetensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>, String> {
     let n = u64::from_le_bytes(
         bytes
             .get(..8)
