@@ -147,6 +147,32 @@ impl App {
         }
     }
 
+    /// The bureau router over the bundled guides and the taxonomy, with the routing lexicon
+    /// (`paths.routing/bureaus.toml`; routing goes on without it when the file is absent) and e5
+    /// nearest neighbours when `dense` (the examples' vectors cached under the model cache).
+    pub fn router(&self, dense: bool) -> anyhow::Result<crate::intake::route::Router> {
+        use crate::intake::route::{examples_from_knowledge, Router};
+        let p = &self.settings.paths;
+        let loaded = knowledge::load_path(&p.corpus, &knowledge::LoadOptions::default())?;
+        let docs: Vec<knowledge::Document> =
+            loaded.documents.into_iter().map(|d| d.document).collect();
+        let taxonomy = knowledge::Taxonomy::load(&p.cases)?;
+        let examples = examples_from_knowledge(&docs, &taxonomy);
+        let router = Router::train_cached(
+            &examples,
+            &[],
+            if dense { Some(self.embedder()?) } else { None },
+            Default::default(),
+            Some(&self.cache_root().join("routing")),
+        )?;
+        let lexicon = p.routing.join("bureaus.toml");
+        if !lexicon.exists() {
+            tracing::warn!(path = %lexicon.display(), "no routing lexicon: bureaus are routed from the guides alone");
+            return Ok(router);
+        }
+        Ok(router.with_lexicon(&knowledge::routing::BureauLexicon::load(&lexicon)?))
+    }
+
     pub fn walkthroughs(&self) -> anyhow::Result<Vec<Walkthrough>> {
         Ok(walkthrough::load_dir(&self.settings.paths.walkthroughs)?)
     }
@@ -333,6 +359,7 @@ impl App {
             llm,
             walkthroughs: self.walkthroughs()?,
             extractor: self.extractor(true)?,
+            router: Some(Arc::new(self.router(true)?)),
             db,
             secret,
             mydata_sandbox: mydata.as_ref().is_some_and(|m| m.sandbox),

@@ -123,7 +123,13 @@ pub async fn run(app: &App, a: &RouteArgs) -> anyhow::Result<Value> {
     };
     let t0 = std::time::Instant::now();
     let examples: Vec<RouteExample> = train.iter().map(|(_, e)| e.clone()).collect();
-    let mut router = Router::train(&examples, &duties, embedder, RouterConfig::default())?;
+    let mut router = Router::train_cached(
+        &examples,
+        &duties,
+        embedder,
+        RouterConfig::default(),
+        Some(&app.cache_root().join("routing")),
+    )?;
     let lexicon = match a.lexicon.as_deref() {
         Some("none") => None,
         Some(p) => Some(PathBuf::from(p)),

@@ -153,45 +153,12 @@ impl Triage {
                 owners.push(i);
             }
         }
-        let key = {
-            use sha2::{Digest, Sha256};
-            let mut h = Sha256::new();
-            h.update(embedder.id());
-            for t in &texts {
-                h.update(t.as_bytes());
-                h.update([0]);
-            }
-            hex::encode(&h.finalize()[..8])
-        };
-        let cache = cache_dir.map(|d| d.join(format!("safety-exemplars-{key}.f32")));
-        let cached = cache
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-            .filter(|b| b.len() == texts.len() * embedder.dim() * 4);
-        let vectors: Vec<Vec<f32>> = match cached {
-            Some(bytes) => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect::<Vec<f32>>()
-                .chunks(embedder.dim())
-                .map(|c| c.to_vec())
-                .collect(),
-            None => {
-                let v = embedder
-                    .embed_queries(&texts)
-                    .map_err(|e| anyhow::anyhow!("embedding the safety exemplars: {e}"))?;
-                if let Some(p) = &cache {
-                    let bytes: Vec<u8> = v.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
-                    if let Some(d) = p.parent() {
-                        let _ = std::fs::create_dir_all(d);
-                    }
-                    if let Err(e) = std::fs::write(p, bytes) {
-                        tracing::warn!(error = %e, "the safety exemplar cache was not written");
-                    }
-                }
-                v
-            }
-        };
+        let vectors = crate::embedding::queries_cached(
+            embedder.as_ref(),
+            &texts,
+            cache_dir,
+            "safety-exemplars",
+        )?;
         self.dense = Some(DenseVote {
             embedder,
             exemplars: owners

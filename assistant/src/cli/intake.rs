@@ -143,16 +143,7 @@ pub(super) fn transcribe_cmd(
 
 /// `assistant route`: which bureau handles a question or complaint.
 pub(super) fn route(app: &App, text: &str, dense: bool) -> anyhow::Result<ExitCode> {
-    let settings = &app.settings;
-    let loaded = knowledge::load_path(&settings.paths.corpus, &knowledge::LoadOptions::default())?;
-    let docs: Vec<knowledge::Document> = loaded.documents.into_iter().map(|d| d.document).collect();
-    let taxonomy = knowledge::Taxonomy::load(&settings.paths.cases)?;
-    let examples = crate::intake::route::examples_from_knowledge(&docs, &taxonomy);
-    let embedder = if dense { Some(app.embedder()?) } else { None };
-    let lexicon =
-        knowledge::routing::BureauLexicon::load(&settings.paths.routing.join("bureaus.toml"))?;
-    let router = crate::intake::route::Router::train(&examples, &[], embedder, Default::default())?
-        .with_lexicon(&lexicon);
+    let router = app.router(dense)?;
     for r in router.route(text)?.iter().take(3) {
         println!("{:<24} {:.2}", r.bureau, r.probability);
     }

@@ -109,6 +109,21 @@ pub(super) async fn analyse_call(state: &AppState, text: String) -> ApiResult<se
     } else {
         Vec::new()
     };
+    // No dispatch category (a question, or an unsure report): which bureaus answer it.
+    let routing = match (&state.router, a.case.category.is_none()) {
+        (Some(router), true) => {
+            let (router, text) = (router.clone(), call.clone());
+            tokio::task::spawn_blocking(move || router.route(&text))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?
+                .into_iter()
+                .take(3)
+                .filter(|r| r.probability >= 0.05)
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     let known = known_cases(state, &call, &a.case).await?;
     let note = crate::intake::note::call_note(&call, &a.case);
     Ok(serde_json::json!({
@@ -117,6 +132,7 @@ pub(super) async fn analyse_call(state: &AppState, text: String) -> ApiResult<se
         "case": a.case,
         "alert": a.alert,
         "cues": a.cues,
+        "routing": routing,
         "benefits": benefits,
         "known": known,
     }))

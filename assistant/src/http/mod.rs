@@ -64,6 +64,8 @@ pub struct AppState {
     pub llm: Option<Arc<dyn ChatModel>>,
     pub walkthroughs: Vec<Walkthrough>,
     pub extractor: Arc<Extractor>,
+    /// Which bureau answers a question or complaint that has no dispatch category.
+    pub router: Option<Arc<crate::intake::route::Router>>,
     /// The safety triage every answer runs first.
     pub triage: Option<Arc<Triage>>,
     /// Service and status names for the claim check.
@@ -108,6 +110,7 @@ pub struct Parts {
     pub llm: Option<Arc<dyn ChatModel>>,
     pub walkthroughs: Vec<Walkthrough>,
     pub extractor: Extractor,
+    pub router: Option<Arc<crate::intake::route::Router>>,
     pub triage: Option<Arc<Triage>>,
     pub entities: Vec<String>,
     pub names: Vec<(String, String)>,
@@ -152,6 +155,7 @@ impl AppState {
                 p.extractor.taxonomy(),
             ))),
             extractor: Arc::new(p.extractor),
+            router: p.router,
             triage: p.triage,
             entities: p.entities,
             names: p.names,

@@ -95,7 +95,7 @@ pub struct Router {
 }
 
 /// A ranked bureau.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Routed {
     pub bureau: String,
     pub probability: f64,
@@ -108,6 +108,17 @@ impl Router {
         duties: &[(String, String)],
         embedder: Option<Arc<dyn retrieval::Embedder>>,
         cfg: RouterConfig,
+    ) -> anyhow::Result<Router> {
+        Router::train_cached(examples, duties, embedder, cfg, None)
+    }
+
+    /// As [`Router::train`], with the examples' embeddings kept in `cache_dir` between runs.
+    pub fn train_cached(
+        examples: &[RouteExample],
+        duties: &[(String, String)],
+        embedder: Option<Arc<dyn retrieval::Embedder>>,
+        cfg: RouterConfig,
+        cache_dir: Option<&std::path::Path>,
     ) -> anyhow::Result<Router> {
         let mut labels: Vec<String> = examples.iter().map(|e| e.label.clone()).collect();
         labels.sort();
@@ -148,15 +159,13 @@ impl Router {
         }
         let dense = match embedder {
             Some(embedder) => {
-                let mut vectors = Vec::with_capacity(examples.len());
-                for batch in examples.chunks(32) {
-                    let texts: Vec<&str> = batch.iter().map(|q| q.question.as_str()).collect();
-                    vectors.extend(
-                        embedder
-                            .embed_queries(&texts)
-                            .map_err(|e| anyhow::anyhow!("embedding routing examples: {e}"))?,
-                    );
-                }
+                let texts: Vec<&str> = examples.iter().map(|q| q.question.as_str()).collect();
+                let vectors = crate::embedding::queries_cached(
+                    embedder.as_ref(),
+                    &texts,
+                    cache_dir,
+                    "routing-examples",
+                )?;
                 Some(Dense { embedder, vectors })
             }
             None => None,

@@ -94,6 +94,8 @@ pub(crate) fn start_full(
                 )
                 .unwrap(),
                 extractor: crate::bundled_extractor(),
+                // Naive Bayes and the routing lexicon (the e5 neighbours need e5).
+                router: Some(Arc::new(bundled_router(&root))),
                 // The rules only: the similarity vote needs e5 (the e2e tests run it).
                 triage: Some(Arc::new(
                     assistant::answer::safety::Triage::load(&root.join("corpus/safety")).unwrap(),
@@ -122,6 +124,25 @@ pub(crate) fn start_full(
         state,
         _dir: dir,
     }
+}
+
+/// The product's router over the bundled guides, taxonomy and routing lexicon, without e5.
+fn bundled_router(root: &std::path::Path) -> assistant::intake::route::Router {
+    use assistant::intake::route::{examples_from_knowledge, Router};
+    let loaded =
+        knowledge::load_path(&root.join("corpus/guides"), &LoadOptions::default()).unwrap();
+    let docs: Vec<knowledge::Document> = loaded.documents.into_iter().map(|d| d.document).collect();
+    let taxonomy = knowledge::Taxonomy::load(&root.join("corpus/cases")).unwrap();
+    let lexicon =
+        knowledge::routing::BureauLexicon::load(&root.join("corpus/routing/bureaus.toml")).unwrap();
+    Router::train(
+        &examples_from_knowledge(&docs, &taxonomy),
+        &[],
+        None,
+        Default::default(),
+    )
+    .unwrap()
+    .with_lexicon(&lexicon)
 }
 
 fn names(ev: &[(String, Value)]) -> Vec<&str> {
@@ -402,6 +423,8 @@ fn case_flow(db: Db) {
     assert_eq!(a["case"]["category"], "路燈不亮或損壞", "{a}");
     assert_eq!(a["case"]["bureau"], "工務局");
     assert_eq!(a["case"]["case_type"], "通報", "{a}");
+    // A report with its category needs no routing: the category names the bureau.
+    assert_eq!(a["routing"], json!([]), "{a}");
     // A question gets its answer and no dispatch category (the agent can still pick one).
     for question in [
         "我媽媽住在信義區，她今年七十歲了，想問敬老卡要怎麼辦",
@@ -409,6 +432,8 @@ fn case_flow(db: Db) {
     ] {
         let q = agent.post("/api/assist", &json!({"text": question})).json();
         assert_eq!(q["case"]["case_type"], "諮詢", "{q}");
+        // The bureau that answers it, from the router.
+        assert_eq!(q["routing"][0]["bureau"], "社會局", "{q}");
         assert!(q["case"]["category"].is_null(), "{q}");
         assert!(q["case"]["bureau"].is_null(), "{q}");
         assert!(
