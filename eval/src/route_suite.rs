@@ -186,6 +186,9 @@ pub async fn run(app: &App, a: &RouteArgs) -> anyhow::Result<Value> {
     }
     // (id, gold, predicted)
     let mut results: Vec<(String, String, String)> = Vec::new();
+    // Per case: the top bureau's probability and whether it was right (what the console shows
+    // only above `assistant::intake::route::SHOW_AT`).
+    let mut confidence: Vec<(f64, bool)> = Vec::new();
     if a.cases == "faq-questions" {
         let split = a.split.as_deref().map(read_ids).transpose()?;
         for (i, (id, e)) in train.iter().enumerate() {
@@ -193,6 +196,10 @@ pub async fn run(app: &App, a: &RouteArgs) -> anyhow::Result<Value> {
                 continue;
             }
             let top = router.route_held_out(i, &e.question);
+            confidence.push((
+                top.first().map_or(0.0, |r| r.probability),
+                top.first().is_some_and(|r| r.bureau == e.label),
+            ));
             results.push((
                 id.clone(),
                 e.label.clone(),
@@ -213,6 +220,10 @@ pub async fn run(app: &App, a: &RouteArgs) -> anyhow::Result<Value> {
                 c.id.as_str()
                     .map(String::from)
                     .unwrap_or_else(|| c.id.to_string());
+            confidence.push((
+                top.first().map_or(0.0, |r| r.probability),
+                top.first().is_some_and(|r| r.bureau == c.label),
+            ));
             results.push((
                 id,
                 c.label,
@@ -258,5 +269,19 @@ pub async fn run(app: &App, a: &RouteArgs) -> anyhow::Result<Value> {
     let accuracy = correct as f64 / n as f64;
     let macro_f1 = f1s.iter().sum::<f64>() / f1s.len().max(1) as f64;
     println!("{n} cases, accuracy {accuracy:.3}, macro F1 {macro_f1:.3}");
-    Ok(json!({"n": n, "accuracy": accuracy, "macro_f1": macro_f1}))
+    let at = assistant::intake::route::SHOW_AT;
+    let shown: Vec<bool> = confidence
+        .iter()
+        .filter(|(p, _)| *p >= at)
+        .map(|(_, ok)| *ok)
+        .collect();
+    let coverage = shown.len() as f64 / n as f64;
+    let shown_accuracy = shown.iter().filter(|ok| **ok).count() as f64 / shown.len().max(1) as f64;
+    println!(
+        "top bureau at probability ≥ {at} (what the console shows): {:.1}% of cases, right {:.3}",
+        coverage * 100.0,
+        shown_accuracy
+    );
+    Ok(json!({"n": n, "accuracy": accuracy, "macro_f1": macro_f1,
+        "shown_share": coverage, "shown_accuracy": shown_accuracy}))
 }

@@ -325,6 +325,17 @@ fn the_resident_page_and_the_agent_console_work_in_a_real_browser() {
         json!([]),
     );
     b.screenshot(&shots.join("agent-console-alert.png"));
+
+    // A question has no dispatch category; the console names the bureau that answers it.
+    b.click("#clear-call");
+    b.type_into("#call-text", "我媽媽今年七十歲，想問敬老卡要怎麼辦");
+    b.click("#analyze");
+    let routing = b.poll(
+        "const e = document.querySelector('#case-routing'); return e && !e.hidden ? e.innerText : '';",
+        20,
+        |s| !s.is_empty(),
+    );
+    assert!(routing.starts_with("可能承辦機關：社會局"), "{routing}");
     // 登出 ends the session and returns to the sign-in page.
     b.click("#logout");
     let path = b.poll("return location.pathname;", 10, |p| p == "/login");

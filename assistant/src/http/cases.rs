@@ -109,18 +109,25 @@ pub(super) async fn analyse_call(state: &AppState, text: String) -> ApiResult<se
     } else {
         Vec::new()
     };
-    // No dispatch category (a question, or an unsure report): which bureaus answer it.
+    // No dispatch category (a question, or an unsure report): which bureaus answer it, when
+    // the router is sure enough to say (else nothing: an agent reads a shown bureau as a fact).
     let routing = match (&state.router, a.case.category.is_none()) {
         (Some(router), true) => {
+            use crate::intake::route::{SHOW_ALTERNATIVES_AT, SHOW_AT};
             let (router, text) = (router.clone(), call.clone());
-            tokio::task::spawn_blocking(move || router.route(&text))
+            let ranked = tokio::task::spawn_blocking(move || router.route(&text))
                 .await
                 .map_err(ApiError::internal)?
-                .map_err(ApiError::internal)?
-                .into_iter()
-                .take(3)
-                .filter(|r| r.probability >= 0.05)
-                .collect()
+                .map_err(ApiError::internal)?;
+            if ranked.first().is_some_and(|r| r.probability >= SHOW_AT) {
+                ranked
+                    .into_iter()
+                    .take(3)
+                    .filter(|r| r.probability >= SHOW_ALTERNATIVES_AT)
+                    .collect()
+            } else {
+                Vec::new()
+            }
         }
         _ => Vec::new(),
     };
