@@ -4,13 +4,16 @@
 
 use std::path::Path;
 
-use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
+use rayon::prelude::*;
 use tracing::instrument;
 
 use crate::convert::keys;
+use crate::dense;
 use crate::e5s::{Hparams, Vocab};
 use crate::error::{Error, Result};
+use crate::quant::{self, QActs, QMat};
 use crate::unigram::UnigramTokenizer;
 
 /// Which side of the retrieval pair a text is on (e5 prefixes differ).
@@ -29,6 +32,20 @@ impl TextKind {
     }
 }
 
+/// How the encoder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbedEngine {
+    /// Sequences packed back to back with no padding: one f32 GEMM per projection over every
+    /// token of the batch, attention per sequence and head, layer norm, bias and GELU fused
+    /// into single passes.
+    #[default]
+    Packed,
+    /// The earlier path: padded batches through candle's tensor operations (kept to measure
+    /// against; `embed_bench` runs both).
+    Candle,
+}
+
 /// Settings for [`E5Embedder`].
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -39,6 +56,7 @@ pub struct EmbedderConfig {
     /// 250k-row token table stays 4-bit). f32 GEMM is faster than the 4-bit dot-product path
     /// for batched passages on CPU; measure with `eval embed-bench`.
     pub dequantize: bool,
+    pub engine: EmbedEngine,
 }
 
 impl Default for EmbedderConfig {
@@ -46,6 +64,7 @@ impl Default for EmbedderConfig {
         EmbedderConfig {
             max_batch_tokens: 4096,
             dequantize: true,
+            engine: EmbedEngine::Packed,
         }
     }
 }
@@ -59,6 +78,77 @@ impl Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.w.forward(x)?.broadcast_add(&self.b)
     }
+}
+
+/// One encoder layer's weights as plain f32 rows for the packed engine.
+struct PackedLayer {
+    /// Q, K and V stacked: `3·hidden × hidden`; the 4-bit codes as stored, one a byte.
+    qkv_w: QMat,
+    qkv_b: Vec<f32>,
+    o_w: QMat,
+    o_b: Vec<f32>,
+    attn_norm: (Vec<f32>, Vec<f32>),
+    up_w: QMat,
+    up_b: Vec<f32>,
+    down_w: QMat,
+    down_b: Vec<f32>,
+    out_norm: (Vec<f32>, Vec<f32>),
+}
+
+fn floats(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()
+}
+
+impl PackedLayer {
+    /// `raw(part)` gives a projection's GGUF tensor; the candle layer gives the small ones.
+    fn load(l: &Layer, raw: &mut dyn FnMut(&str) -> Result<QTensor>) -> Result<Self> {
+        let qmat = |parts: &[QTensor]| -> Result<QMat> {
+            let cols = parts[0].shape().dims2()?.1;
+            let rows: usize = parts
+                .iter()
+                .map(|p| p.shape().dims2().map(|d| d.0))
+                .sum::<candle_core::Result<usize>>()?;
+            if parts.iter().all(|p| p.dtype() == GgmlDType::Q4_0) {
+                let mut data = Vec::new();
+                for p in parts {
+                    data.extend_from_slice(&p.data()?);
+                }
+                Ok(QMat::from_ggml(quant::Source::Q4_0, &data, rows, cols)?.to_u8())
+            } else {
+                let mut w = Vec::with_capacity(rows * cols);
+                for p in parts {
+                    w.extend(floats(&p.dequantize(&Device::Cpu)?)?);
+                }
+                QMat::from_f32(&w, rows, cols)
+            }
+        };
+        let mut qkv_b = floats(&l.q.b)?;
+        qkv_b.extend(floats(&l.k.b)?);
+        qkv_b.extend(floats(&l.v.b)?);
+        Ok(PackedLayer {
+            qkv_w: qmat(&[raw("attn_q")?, raw("attn_k")?, raw("attn_v")?])?,
+            qkv_b,
+            o_w: qmat(&[raw("attn_output")?])?,
+            o_b: floats(&l.o.b)?,
+            attn_norm: (floats(&l.attn_norm.w)?, floats(&l.attn_norm.b)?),
+            up_w: qmat(&[raw("ffn_up")?])?,
+            up_b: floats(&l.up.b)?,
+            down_w: qmat(&[raw("ffn_down")?])?,
+            down_b: floats(&l.down.b)?,
+            out_norm: (floats(&l.out_norm.w)?, floats(&l.out_norm.b)?),
+        })
+    }
+}
+
+/// `x[rows × k] · wᵀ + bias` through the integer kernels.
+fn qlinear(x: &[f32], rows: usize, w: &QMat, bias: &[f32], acts: &mut QActs) -> Vec<f32> {
+    acts.fill(x, rows, w.cols);
+    let mut out = vec![0f32; rows * w.rows];
+    w.matmul(acts, &mut out);
+    dense::for_rows(&mut out, w.rows, |row| {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    });
+    out
 }
 
 struct Norm {
@@ -97,6 +187,12 @@ pub struct E5Embedder {
     token_type: Tensor,
     emb_norm: Norm,
     layers: Vec<Layer>,
+    /// The same layers as f32 rows when the engine is [`EmbedEngine::Packed`] (the candle
+    /// layers then hold no weight matrices of their own).
+    packed: Vec<PackedLayer>,
+    pos_rows: Vec<f32>,
+    token_type_row: Vec<f32>,
+    emb_norm_rows: (Vec<f32>, Vec<f32>),
     device: Device,
     config: EmbedderConfig,
     id: String,
@@ -231,7 +327,7 @@ impl E5Embedder {
         for l in 0..hp.layers {
             let mut lin = |part: &str| -> Result<Linear> {
                 let w = get(&format!("blk.{l}.{part}.weight"))?;
-                let w = if config.dequantize {
+                let w = if config.dequantize || config.engine == EmbedEngine::Packed {
                     QMatMul::Tensor(w.dequantize(&device)?)
                 } else {
                     QMatMul::from_qtensor(w)?
@@ -267,6 +363,28 @@ impl E5Embedder {
                 down,
             });
         }
+        let mut packed = Vec::new();
+        if config.engine == EmbedEngine::Packed {
+            for (l, layer) in layers.iter_mut().enumerate() {
+                packed.push(PackedLayer::load(layer, &mut |part| {
+                    get(&format!("blk.{l}.{part}.weight"))
+                })?);
+                // The packed copy is the one used; keep only the small candle tensors.
+                for lin in [
+                    &mut layer.q,
+                    &mut layer.k,
+                    &mut layer.v,
+                    &mut layer.o,
+                    &mut layer.up,
+                    &mut layer.down,
+                ] {
+                    lin.w = QMatMul::Tensor(Tensor::zeros(1, DType::F32, &device)?);
+                }
+            }
+        }
+        let pos_rows = floats(&pos)?;
+        let token_type_row = floats(&token_type)?;
+        let emb_norm_rows = (floats(&emb_norm.w)?, floats(&emb_norm.b)?);
         Ok(E5Embedder {
             hp,
             tokenizer,
@@ -275,6 +393,10 @@ impl E5Embedder {
             token_type,
             emb_norm,
             layers,
+            packed,
+            pos_rows,
+            token_type_row,
+            emb_norm_rows,
             device,
             config,
             id: id.into(),
@@ -335,14 +457,35 @@ impl E5Embedder {
         let mut weights = vec![0f32; texts.len()];
         let mut start = 0;
         while start < order.len() {
-            let max_len = windows[order[start]].1.len();
-            let per_batch = (self.config.max_batch_tokens / max_len).max(1);
-            let end = (start + per_batch).min(order.len());
+            let end = match self.config.engine {
+                EmbedEngine::Candle => {
+                    // Padded to the longest: `per_batch × longest` tokens.
+                    let max_len = windows[order[start]].1.len();
+                    let per_batch = (self.config.max_batch_tokens / max_len).max(1);
+                    (start + per_batch).min(order.len())
+                }
+                EmbedEngine::Packed => {
+                    // No padding: as many sequences as the real tokens allow.
+                    let mut end = start;
+                    let mut tokens = 0;
+                    while end < order.len()
+                        && (end == start
+                            || tokens + windows[order[end]].1.len() <= self.config.max_batch_tokens)
+                    {
+                        tokens += windows[order[end]].1.len();
+                        end += 1;
+                    }
+                    end
+                }
+            };
             let batch: Vec<&[u32]> = order[start..end]
                 .iter()
                 .map(|&w| windows[w].1.as_slice())
                 .collect();
-            let pooled = self.forward_pooled(&batch)?;
+            let pooled = match self.config.engine {
+                EmbedEngine::Candle => self.forward_pooled(&batch)?,
+                EmbedEngine::Packed => self.forward_packed(&batch)?,
+            };
             for (row, &w) in pooled.iter().zip(&order[start..end]) {
                 let (ti, _, weight) = &windows[w];
                 for (s, x) in sums[*ti].iter_mut().zip(row) {
@@ -361,6 +504,126 @@ impl E5Embedder {
                 let norm = v.iter().map(|x| x * x).sum::<f32>().max(1e-12).sqrt();
                 v.iter_mut().for_each(|x| *x /= norm);
                 v
+            })
+            .collect())
+    }
+
+    /// Runs sequences packed back to back (no padding) and returns each one's mean-pooled
+    /// hidden state.
+    fn forward_packed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let (h, nh) = (self.hp.hidden, self.hp.heads);
+        let hd = h / nh;
+        let ff = self.hp.ff;
+        let total: usize = batch.iter().map(|s| s.len()).sum();
+        if total == 0 || batch.iter().any(|s| s.is_empty()) {
+            return Err(Error::EmptyInput);
+        }
+        let mut starts = Vec::with_capacity(batch.len());
+        let mut ids = Vec::with_capacity(total);
+        for seq in batch {
+            starts.push(ids.len());
+            ids.extend_from_slice(seq);
+        }
+        let ids_t = Tensor::from_vec(ids, total, &self.device)?;
+        let mut x = floats(&self.word.embedding(&ids_t)?)?;
+        let (nw, nb) = &self.emb_norm_rows;
+        let eps = self.hp.eps;
+        for (seq, &start) in batch.iter().zip(&starts) {
+            for p in 0..seq.len() {
+                let row = &mut x[(start + p) * h..(start + p + 1) * h];
+                let pos = &self.pos_rows[p * h..(p + 1) * h];
+                for ((v, a), t) in row.iter_mut().zip(pos).zip(&self.token_type_row) {
+                    *v += a + t;
+                }
+                dense::layer_norm(row, nw, nb, eps);
+            }
+        }
+        let scale = 1.0 / (hd as f32).sqrt();
+        let tasks: Vec<(usize, usize, usize)> = batch
+            .iter()
+            .zip(&starts)
+            .flat_map(|(s, &start)| (0..nh).map(move |head| (start, s.len(), head)))
+            .collect();
+        let mut ctx = vec![0f32; total * h];
+        let mut acts = QActs::default();
+        for layer in &self.packed {
+            let qkv = qlinear(&x, total, &layer.qkv_w, &layer.qkv_b, &mut acts);
+            let out = dense::SyncPtr(ctx.as_mut_ptr());
+            tasks.par_iter().for_each(|&(start, len, head)| {
+                let mut scores = vec![0f32; len * len];
+                let q = dense::View {
+                    data: &qkv,
+                    offset: start * 3 * h + head * hd,
+                    rs: 3 * h,
+                    cs: 1,
+                };
+                // Kᵀ: element (d, j) is key j's d-th value.
+                let kt = dense::View {
+                    data: &qkv,
+                    offset: start * 3 * h + h + head * hd,
+                    rs: 1,
+                    cs: 3 * h,
+                };
+                let v = dense::View {
+                    data: &qkv,
+                    offset: start * 3 * h + 2 * h + head * hd,
+                    rs: 3 * h,
+                    cs: 1,
+                };
+                // SAFETY: `scores` is local; each task writes only its own sequence's rows
+                // and its own head's columns of `ctx`, which no other task touches.
+                unsafe {
+                    dense::gemm_into(
+                        len,
+                        len,
+                        hd,
+                        q,
+                        kt,
+                        dense::SyncPtr(scores.as_mut_ptr()),
+                        0,
+                        len,
+                        false,
+                    );
+                    scores
+                        .chunks_mut(len)
+                        .for_each(|r| dense::softmax_scaled(r, scale));
+                    dense::gemm_into(
+                        len,
+                        hd,
+                        len,
+                        dense::View::rows(&scores, len),
+                        v,
+                        out,
+                        start * h + head * hd,
+                        h,
+                        false,
+                    );
+                }
+            });
+            let mut a = qlinear(&ctx, total, &layer.o_w, &layer.o_b, &mut acts);
+            let (w, b) = &layer.attn_norm;
+            a.iter_mut().zip(&x).for_each(|(a, x)| *a += x);
+            dense::for_rows(&mut a, h, |row| dense::layer_norm(row, w, b, eps));
+            x = a;
+            let mut mid = qlinear(&x, total, &layer.up_w, &layer.up_b, &mut acts);
+            dense::for_rows(&mut mid, ff, dense::gelu_erf);
+            let mut f = qlinear(&mid, total, &layer.down_w, &layer.down_b, &mut acts);
+            let (w, b) = &layer.out_norm;
+            f.iter_mut().zip(&x).for_each(|(f, x)| *f += x);
+            dense::for_rows(&mut f, h, |row| dense::layer_norm(row, w, b, eps));
+            x = f;
+        }
+        Ok(batch
+            .iter()
+            .zip(&starts)
+            .map(|(seq, &start)| {
+                let mut mean = vec![0f32; h];
+                for row in x[start * h..(start + seq.len()) * h].chunks(h) {
+                    mean.iter_mut().zip(row).for_each(|(m, v)| *m += v);
+                }
+                let inv = 1.0 / seq.len() as f32;
+                mean.iter_mut().for_each(|m| *m *= inv);
+                mean
             })
             .collect())
     }

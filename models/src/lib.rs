@@ -8,13 +8,15 @@
 
 pub mod assets;
 pub mod convert;
+mod dense;
 pub mod e5s;
 pub mod embedder;
 pub mod error;
 pub mod llm;
+pub mod quant;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod unigram;
 
-pub use embedder::{E5Embedder, EmbedderConfig, TextKind};
+pub use embedder::{E5Embedder, EmbedEngine, EmbedderConfig, TextKind};
 pub use error::{Error, Result};

@@ -218,3 +218,45 @@ fn a_truncated_gguf_is_a_clear_error() {
         "{missing}"
     );
 }
+
+#[test]
+fn packed_engine_agrees_with_the_candle_path_and_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = tiny_e5s(21);
+    let path = dir.path().join("tiny.gguf");
+    std::fs::write(&path, e5s_to_gguf(&image).unwrap()).unwrap();
+    let load = |engine| {
+        E5Embedder::load(
+            &path,
+            "tiny",
+            EmbedderConfig {
+                engine,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let packed = load(models::EmbedEngine::Packed);
+    let candle = load(models::EmbedEngine::Candle);
+    // Enough texts of mixed length that the batched (tiled) product runs, and a long one
+    // that is windowed.
+    let long = "路燈不亮怎麼辦".repeat(6);
+    let mut texts = vec!["敬老卡", "路燈不亮怎麼辦？我媽", long.as_str()];
+    texts.extend(["垃圾車", "低收入戶補助", "公園", "停車費"].iter().copied());
+    let a = packed.embed(&texts, TextKind::Passage).unwrap();
+    let b = candle.embed(&texts, TextKind::Passage).unwrap();
+    for (i, t) in texts.iter().enumerate() {
+        let c = cosine(&a[i], &b[i]);
+        assert!(c > 0.999, "{t}: packed vs candle cosine {c}");
+        let mut ids = vec![0u32];
+        ids.extend(packed.tokenizer().encode(&format!("passage: {t}")));
+        ids.push(2);
+        if ids.len() <= 16 {
+            let r = cosine(&a[i], &reference_embed(&image, &ids));
+            assert!(r > 0.995, "{t}: packed vs reference cosine {r}");
+        }
+    }
+    // A batch and one text alone give the same vector (no padding to leak in).
+    let alone = packed.embed(&[texts[1]], TextKind::Passage).unwrap().remove(0);
+    assert!(cosine(&alone, &a[1]) > 0.9999);
+}
