@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use models::assets::{AssetCache, LLM, LLM_TOKENIZER, OPTIONAL_LLMS};
 use models::llm::{
-    ChatModel, ChatTemplate, DecoderOptions, LocalLlm, LocalLlmConfig, PrefillWeights,
-    RemoteConfig, RemoteLlm,
+    ChatModel, ChatTemplate, DecoderEngine, DecoderOptions, LocalLlm, LocalLlmConfig,
+    PrefillWeights, RemoteConfig, RemoteLlm,
 };
 use serde::Deserialize;
 
@@ -38,6 +38,9 @@ pub struct LlmSettings {
     pub template: Option<ChatTemplate>,
     /// Threads for generation; 0 = one per core.
     pub threads: usize,
+    /// Which code runs a local model: `fast` (this project's integer kernels, default) or
+    /// `candle` (the earlier path, where `requantize_q8` and `prefill` apply).
+    pub engine: DecoderEngine,
     /// Re-quantise Q4/Q5 matrices to Q8_0 at load (faster kernels in candle).
     pub requantize_q8: bool,
     /// Weights used to process prompts.
@@ -54,6 +57,7 @@ impl Default for LlmSettings {
             tokenizer: None,
             template: None,
             threads: 0,
+            engine: DecoderEngine::Fast,
             requantize_q8: true,
             prefill: PrefillWeights::F32,
             remote: None,
@@ -99,6 +103,7 @@ impl LlmSettings {
             template: self.template,
             threads: self.threads,
             decoder: DecoderOptions {
+                engine: self.engine,
                 requantize_q8: self.requantize_q8,
                 prefill: self.prefill,
                 ..DecoderOptions::default()

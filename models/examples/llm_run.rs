@@ -1,12 +1,14 @@
 //! Runs one prompt through a local GGUF model and prints the reply and its speed figures.
 //!
 //! `cargo run --release -p models --example llm_run -- MODEL.gguf TOKENIZER.json THREADS
-//! [quantized|f32|f16] [q8|asis] "question"`
+//! [fast|quantized|f32|f16] [q8|asis] "question"` (`fast`: the integer kernels; the others
+//! run candle with those prompt weights)
 
 use std::io::Write;
 
 use models::llm::{
-    ChatMessage, DecoderOptions, GenerationParams, LocalLlm, LocalLlmConfig, PrefillWeights,
+    ChatMessage, DecoderEngine, DecoderOptions, GenerationParams, LocalLlm, LocalLlmConfig,
+    PrefillWeights,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -15,6 +17,11 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: llm_run MODEL TOKENIZER THREADS PREFILL REQUANT QUESTION");
     };
     let decoder = DecoderOptions {
+        engine: if prefill == "fast" {
+            DecoderEngine::Fast
+        } else {
+            DecoderEngine::Candle
+        },
         prefill: match prefill.as_str() {
             "quantized" => PrefillWeights::Quantized,
             "f16" => PrefillWeights::F16,

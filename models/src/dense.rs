@@ -149,6 +149,20 @@ fn fast_erf(x: f32) -> f32 {
     y.copysign(x)
 }
 
+/// `out = silu(g) · u` (a gated feed-forward's activation).
+pub(crate) fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
+    assert!(g.len() == u.len() && u.len() == out.len());
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: the CPU has the features `wide` checks; lengths are equal (asserted).
+        unsafe { simd::silu_mul(g, u, out) };
+        return;
+    }
+    for ((o, g), u) in out.iter_mut().zip(g).zip(u) {
+        *o = g / (1.0 + fast_exp(-g)) * u;
+    }
+}
+
 /// Whether the AVX-512 builds of the element-wise loops may run.
 fn wide() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -318,6 +332,24 @@ mod simd {
     }
 
     /// # Safety
+    /// AVX-512 F; the three slices have the same length.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
+        let mut i = 0;
+        let n = out.len();
+        let one = _mm512_set1_ps(1.0);
+        while i < n {
+            let m = tail_mask(n - i);
+            let gv = _mm512_maskz_loadu_ps(m, g.as_ptr().add(i));
+            let uv = _mm512_maskz_loadu_ps(m, u.as_ptr().add(i));
+            let e = exp(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+            let s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), m, _mm512_mul_ps(s, uv));
+            i += 16;
+        }
+    }
+
+    /// # Safety
     /// AVX-512 F.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn softmax(row: &mut [f32], scale: f32) {
@@ -433,6 +465,18 @@ mod tests {
             );
         }
         assert_eq!(fast_exp(-1000.0), fast_exp(-87.0));
+    }
+
+    #[test]
+    fn silu_mul_matches_its_definition() {
+        let g: Vec<f32> = (0..37).map(|i| i as f32 * 0.5 - 9.0).collect();
+        let u: Vec<f32> = (0..37).map(|i| 1.0 + i as f32 * 0.1).collect();
+        let mut out = vec![0f32; 37];
+        silu_mul(&g, &u, &mut out);
+        for i in 0..37 {
+            let want = g[i] / (1.0 + (-g[i]).exp()) * u[i];
+            assert!((out[i] - want).abs() <= 1e-5 * (1.0 + want.abs()), "{i}");
+        }
     }
 
     #[test]

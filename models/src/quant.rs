@@ -86,6 +86,8 @@ impl QActs {
         self.rows = rows;
         self.cols = cols;
         self.stride_blocks = stride_blocks;
+        // A tiled copy from an earlier, larger fill must not outlive it.
+        self.tiles.clear();
         self.q.clear();
         self.q.resize(rows * stride_blocks * BLOCK, 0);
         self.d.clear();
@@ -284,7 +286,8 @@ impl QMat {
             format: "quantised matrix",
             reason: format!("{src:?} data of {} bytes for {rows} × {cols}", data.len()),
         };
-        if !cols.is_multiple_of(block_vals) || data.len() != rows * cols / block_vals * block_bytes {
+        if !cols.is_multiple_of(block_vals) || data.len() != rows * cols / block_vals * block_bytes
+        {
             return Err(bad());
         }
         let per_row = cols / block_vals;
@@ -362,6 +365,15 @@ impl QMat {
             }
         }
         Ok(m)
+    }
+
+    /// Appends `other`'s rows (same layout and width) below this matrix's.
+    pub fn stack(&mut self, other: QMat) {
+        assert!(other.packing == self.packing && other.cols == self.cols);
+        self.rows += other.rows;
+        self.codes.extend(other.codes);
+        self.scale.extend(other.scale);
+        self.offset.extend(other.offset);
     }
 
     /// The same matrix with one code a byte (twice the memory of [`Packing::U4`], no
@@ -839,6 +851,27 @@ mod tests {
                     assert!((g - w).abs() <= 0.01 * mag, "row {r}: {g} vs exact {w}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn reused_activations_forget_the_tiled_copy() {
+        let mut s = 2;
+        let (rows, cols) = (24, 128);
+        let w: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut s)).collect();
+        let m = QMat::from_f32(&w, rows, cols).unwrap();
+        let big: Vec<f32> = (0..40 * cols).map(|_| lcg(&mut s)).collect();
+        let small: Vec<f32> = (0..cols).map(|_| lcg(&mut s)).collect();
+        let mut acts = QActs::default();
+        acts.fill(&big, 40, cols);
+        let mut out = vec![0f32; 40 * rows];
+        m.matmul(&acts, &mut out);
+        acts.fill(&small, 1, cols);
+        let mut got = vec![0f32; rows];
+        m.matmul(&acts, &mut got);
+        let want = naive(&m, &small, 1);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 0.05, "{g} vs {w}");
         }
     }
 

@@ -50,10 +50,24 @@ pub enum PrefillWeights {
     F16,
 }
 
+/// Which code runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderEngine {
+    /// This crate's integer kernels ([`crate::quant`]): weights converted once at load, no f32
+    /// copy (`requantize_q8` and `prefill` do not apply).
+    #[default]
+    Fast,
+    /// candle's quantised matmuls and tensor operations (the earlier path, kept to measure
+    /// against and for GGUF shapes the fast kernels do not take).
+    Candle,
+}
+
 /// Load-time choices that trade memory for speed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DecoderOptions {
+    pub engine: DecoderEngine,
     /// Re-quantise Q4_0/Q4_1/Q5_0/Q5_1 matrices to Q8_0 on load (candle's Q5 kernels are
     /// scalar; Q8_0 has SIMD kernels). Costs a few seconds at load.
     pub requantize_q8: bool,
@@ -69,6 +83,7 @@ pub struct DecoderOptions {
 impl Default for DecoderOptions {
     fn default() -> Self {
         DecoderOptions {
+            engine: DecoderEngine::Fast,
             requantize_q8: true,
             prefill: PrefillWeights::F32,
             prefill_min_tokens: 8,
@@ -82,6 +97,8 @@ impl Default for DecoderOptions {
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
+    /// The fast engine's keys and values (plain vectors, grown in place).
+    fast: Vec<super::fast::LayerKv>,
     len: usize,
 }
 
@@ -104,8 +121,14 @@ impl KvCache {
             *k = k.narrow(2, 0, n)?;
             *v = v.narrow(2, 0, n)?;
         }
+        for (k, v) in &mut self.fast {
+            let per_pos = k.len() / self.len;
+            k.truncate(n * per_pos);
+            v.truncate(n * per_pos);
+        }
         if n == 0 {
             self.layers.clear();
+            self.fast.clear();
         }
         self.len = n;
         Ok(())
@@ -148,7 +171,101 @@ struct Layer {
 }
 
 /// The loaded model.
-pub struct Decoder {
+pub struct Decoder(Inner);
+
+enum Inner {
+    Fast(Box<super::fast::FastDecoder>),
+    Candle(Box<CandleDecoder>),
+}
+
+impl Decoder {
+    /// Loads the model from a parsed GGUF whose architecture is `arch`, on the engine the
+    /// options name (the fast one falls back to candle for shapes its kernels do not take).
+    pub fn load<R: Read + Seek>(
+        ct: &gguf_file::Content,
+        reader: &mut R,
+        arch: Arch,
+        opts: DecoderOptions,
+    ) -> Result<Decoder> {
+        if opts.engine == DecoderEngine::Fast {
+            let p = match arch {
+                Arch::Qwen2 => "qwen2",
+                Arch::Llama => "llama",
+            };
+            let u = |k: &str| -> Result<usize> {
+                Ok(meta(ct, &format!("{p}.{k}"))?.to_u32()? as usize)
+            };
+            let n_head = u("attention.head_count")?;
+            let eps = meta(ct, &format!("{p}.attention.layer_norm_rms_epsilon"))?.to_f32()?;
+            let theta = meta(ct, &format!("{p}.rope.freq_base"))
+                .and_then(|v| Ok(v.to_f32()?))
+                .unwrap_or(10_000.0);
+            match super::fast::FastDecoder::load(
+                ct,
+                reader,
+                arch,
+                p,
+                n_head,
+                u("attention.head_count_kv").unwrap_or(n_head),
+                u("block_count")?,
+                u("context_length").unwrap_or(4096).min(opts.max_context),
+                eps,
+                theta,
+                opts.prefill_chunk,
+            ) {
+                Ok(d) => return Ok(Decoder(Inner::Fast(Box::new(d)))),
+                Err(e @ Error::Format { .. }) => {
+                    tracing::warn!(error = %e, "the fast decoder does not take this model; using candle");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Decoder(Inner::Candle(Box::new(CandleDecoder::load(
+            ct, reader, arch, opts,
+        )?))))
+    }
+
+    /// Longest sequence the rotary tables cover.
+    pub fn max_context(&self) -> usize {
+        match &self.0 {
+            Inner::Fast(d) => d.max_context(),
+            Inner::Candle(d) => d.max_context(),
+        }
+    }
+
+    /// Which engine runs it.
+    pub fn engine(&self) -> DecoderEngine {
+        match &self.0 {
+            Inner::Fast(_) => DecoderEngine::Fast,
+            Inner::Candle(_) => DecoderEngine::Candle,
+        }
+    }
+
+    /// Runs `tokens` after what `cache` holds, in chunks, and returns the logits (f32, length
+    /// `vocab`) for the position after the last token.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        if tokens.is_empty() {
+            return Err(Error::EmptyInput);
+        }
+        if cache.len + tokens.len() > self.max_context() {
+            return Err(Error::ContextTooLong {
+                tokens: cache.len + tokens.len(),
+                limit: self.max_context(),
+            });
+        }
+        match &self.0 {
+            Inner::Fast(d) => {
+                let logits = d.forward(tokens, &mut cache.fast, cache.len)?;
+                cache.len += tokens.len();
+                let n = logits.len();
+                Ok(Tensor::from_vec(logits, n, &Device::Cpu)?)
+            }
+            Inner::Candle(d) => d.forward(tokens, cache),
+        }
+    }
+}
+
+struct CandleDecoder {
     arch: Arch,
     embed: Arc<QTensor>,
     layers: Vec<Layer>,
@@ -219,14 +336,14 @@ fn meta<'a>(ct: &'a gguf_file::Content, key: &str) -> Result<&'a gguf_file::Valu
     })
 }
 
-impl Decoder {
+impl CandleDecoder {
     /// Loads the model from a parsed GGUF whose architecture is `arch`.
-    pub fn load<R: Read + Seek>(
+    fn load<R: Read + Seek>(
         ct: &gguf_file::Content,
         reader: &mut R,
         arch: Arch,
         opts: DecoderOptions,
-    ) -> Result<Decoder> {
+    ) -> Result<CandleDecoder> {
         let device = Device::Cpu;
         let p = match arch {
             Arch::Qwen2 => "qwen2",
@@ -282,7 +399,7 @@ impl Decoder {
             .to_dtype(DType::F32)?
             .reshape((context, 1))?;
         let freqs = pos.matmul(&inv.reshape((1, head_dim / 2))?)?;
-        Ok(Decoder {
+        Ok(CandleDecoder {
             arch,
             embed,
             layers,
@@ -298,23 +415,11 @@ impl Decoder {
         })
     }
 
-    /// Longest sequence the rotary tables cover.
-    pub fn max_context(&self) -> usize {
+    fn max_context(&self) -> usize {
         self.cos.dims()[0]
     }
 
-    /// Runs `tokens` after what `cache` holds, in chunks, and returns the logits (f32, length
-    /// `vocab`) for the position after the last token.
-    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        if tokens.is_empty() {
-            return Err(Error::EmptyInput);
-        }
-        if cache.len + tokens.len() > self.max_context() {
-            return Err(Error::ContextTooLong {
-                tokens: cache.len + tokens.len(),
-                limit: self.max_context(),
-            });
-        }
+    fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let mut logits = None;
         for chunk in tokens.chunks(self.opts.prefill_chunk.max(1)) {
             logits = Some(self.forward_chunk(chunk, cache)?);

@@ -8,12 +8,13 @@
 mod constrain;
 mod decoder;
 mod detok;
+mod fast;
 mod local;
 mod remote;
 mod template;
 
 pub use constrain::{vocabulary_bytes, Grammar, JsonObjectGrammar, ValueSpec};
-pub use decoder::{Arch, Decoder, DecoderOptions, KvCache, PrefillWeights};
+pub use decoder::{Arch, Decoder, DecoderEngine, DecoderOptions, KvCache, PrefillWeights};
 pub use detok::TextStream;
 pub use local::{load_tokenizer, LocalLlm, LocalLlmConfig, TokenStream};
 pub use remote::{RemoteConfig, RemoteLlm};

@@ -257,6 +257,9 @@ fn packed_engine_agrees_with_the_candle_path_and_the_reference() {
         }
     }
     // A batch and one text alone give the same vector (no padding to leak in).
-    let alone = packed.embed(&[texts[1]], TextKind::Passage).unwrap().remove(0);
+    let alone = packed
+        .embed(&[texts[1]], TextKind::Passage)
+        .unwrap()
+        .remove(0);
     assert!(cosine(&alone, &a[1]) > 0.9999);
 }
