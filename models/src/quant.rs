@@ -2,7 +2,8 @@
 //!
 //! Every weight matrix is held in one of two layouts, each row in blocks of 32 weights with an
 //! f16 scale `s` and an f16 offset `m` (a weight is `s·u − m` for an unsigned code `u`):
-//! [`Packing::U4`] (two codes a byte: Q4_0 and Q4_K convert exactly) and [`Packing::U8`]
+//! [`Packing::U4`] (two codes a byte: Q4_0 and Q4_K convert exactly), [`Packing::U5`] (the
+//! same plus a plane of fifth bits: Q5_0 converts exactly) and [`Packing::U8`]
 //! (one code a byte: Q8_0 and Q5_0 convert exactly; any other type is re-quantised to 8 bits
 //! per block). Activations are quantised per block of 32 to `i8` with an f32 scale, and the
 //! block sums are kept, so
@@ -26,6 +27,9 @@ pub enum Packing {
     /// Two 4-bit codes a byte; per 128 weights, byte `i` holds weight `i` (low nibble) and
     /// weight `64 + i` (high nibble).
     U4,
+    /// As `U4`, plus one bit a weight in a separate plane (bit `i` of a row's word `w` is
+    /// bit 4 of weight `64·w + i`).
+    U5,
     /// One 8-bit code a byte.
     U8,
 }
@@ -37,6 +41,8 @@ pub struct QMat {
     pub cols: usize,
     pub packing: Packing,
     codes: Vec<u8>,
+    /// [`Packing::U5`]'s fifth bits, `rows × cols / 64` words.
+    high: Vec<u64>,
     /// Per row, per block: scale and offset (f16 bits), `rows × blocks`.
     scale: Vec<u16>,
     offset: Vec<u16>,
@@ -195,7 +201,7 @@ pub enum Source {
 impl QMat {
     fn empty(rows: usize, cols: usize, packing: Packing) -> Result<QMat> {
         let unit = match packing {
-            Packing::U4 => 128,
+            Packing::U4 | Packing::U5 => 128,
             Packing::U8 => 2 * BLOCK,
         };
         if cols == 0 || !cols.is_multiple_of(unit) {
@@ -206,8 +212,12 @@ impl QMat {
             });
         }
         let per_row = match packing {
-            Packing::U4 => cols / 2,
+            Packing::U4 | Packing::U5 => cols / 2,
             Packing::U8 => cols,
+        };
+        let high = match packing {
+            Packing::U5 => vec![0; rows * cols / 64],
+            _ => Vec::new(),
         };
         let nb = cols / BLOCK;
         Ok(QMat {
@@ -215,6 +225,7 @@ impl QMat {
             cols,
             packing,
             codes: vec![0; rows * per_row],
+            high,
             scale: vec![0; rows * nb],
             offset: vec![0; rows * nb],
         })
@@ -222,7 +233,7 @@ impl QMat {
 
     fn row_bytes(&self) -> usize {
         match self.packing {
-            Packing::U4 => self.cols / 2,
+            Packing::U4 | Packing::U5 => self.cols / 2,
             Packing::U8 => self.cols,
         }
     }
@@ -231,7 +242,16 @@ impl QMat {
         let rb = self.row_bytes();
         match self.packing {
             Packing::U8 => self.codes[row * rb + col] = u,
-            Packing::U4 => {
+            Packing::U4 | Packing::U5 => {
+                if self.packing == Packing::U5 {
+                    let w = &mut self.high[row * self.cols / 64 + col / 64];
+                    let bit = 1u64 << (col % 64);
+                    if u & 0x10 != 0 {
+                        *w |= bit;
+                    } else {
+                        *w &= !bit;
+                    }
+                }
                 let (chunk, i) = (col / 128, col % 128);
                 let at = row * rb + chunk * 64 + (i % 64);
                 if i < 64 {
@@ -247,13 +267,15 @@ impl QMat {
         let rb = self.row_bytes();
         match self.packing {
             Packing::U8 => self.codes[row * rb + col],
-            Packing::U4 => {
+            Packing::U4 | Packing::U5 => {
                 let (chunk, i) = (col / 128, col % 128);
                 let b = self.codes[row * rb + chunk * 64 + (i % 64)];
-                if i < 64 {
-                    b & 0x0F
+                let low = if i < 64 { b & 0x0F } else { b >> 4 };
+                if self.packing == Packing::U5 {
+                    let w = self.high[row * self.cols / 64 + col / 64];
+                    low | ((((w >> (col % 64)) & 1) as u8) << 4)
                 } else {
-                    b >> 4
+                    low
                 }
             }
         }
@@ -272,6 +294,7 @@ impl QMat {
         let packing = match src {
             // Rows that are not whole 128-value chunks keep one code a byte.
             Source::Q4_0 | Source::Q4K if cols.is_multiple_of(128) => Packing::U4,
+            Source::Q5_0 if cols.is_multiple_of(128) => Packing::U5,
             _ => Packing::U8,
         };
         let (block_vals, block_bytes) = match src {
@@ -372,6 +395,7 @@ impl QMat {
         assert!(other.packing == self.packing && other.cols == self.cols);
         self.rows += other.rows;
         self.codes.extend(other.codes);
+        self.high.extend(other.high);
         self.scale.extend(other.scale);
         self.offset.extend(other.offset);
     }
@@ -389,6 +413,7 @@ impl QMat {
         QMat {
             packing: Packing::U8,
             codes,
+            high: Vec::new(),
             ..self.clone()
         }
     }
@@ -406,7 +431,7 @@ impl QMat {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.codes.len() + 2 * (self.scale.len() + self.offset.len())
+        self.codes.len() + 8 * self.high.len() + 2 * (self.scale.len() + self.offset.len())
     }
 
     /// `out[t][r] = Σ_c w[r][c] · x[t][c]` for every row `t` of `x`, rows of `self` split
@@ -504,7 +529,7 @@ impl QMat {
                 let rows: [usize; R] = std::array::from_fn(|i| r0 + i.min(nr - 1));
                 let codes: [&[u8]; R] = match self.packing {
                     Packing::U8 => rows.map(|r| &self.codes[r * rb..(r + 1) * rb]),
-                    Packing::U4 => {
+                    Packing::U4 | Packing::U5 => {
                         for (i, &r) in rows.iter().enumerate() {
                             let dst = &mut unpacked[i * self.cols..(i + 1) * self.cols];
                             let src = &self.codes[r * rb..(r + 1) * rb];
@@ -512,6 +537,15 @@ impl QMat {
                                 for (j, &byte) in chunk.iter().enumerate() {
                                     dst[c * 128 + j] = byte & 0x0F;
                                     dst[c * 128 + 64 + j] = byte >> 4;
+                                }
+                            }
+                            if self.packing == Packing::U5 {
+                                let words =
+                                    &self.high[r * self.cols / 64..(r + 1) * self.cols / 64];
+                                for (w, &bits) in words.iter().enumerate() {
+                                    for j in 0..64 {
+                                        dst[w * 64 + j] |= (((bits >> j) & 1) as u8) << 4;
+                                    }
                                 }
                             }
                         }
@@ -685,13 +719,26 @@ mod simd {
                         }
                     }
                 }
-                Packing::U4 => {
+                Packing::U4 | Packing::U5 => {
+                    let fifth = m.packing == Packing::U5;
+                    let high = if fifth {
+                        m.high.as_ptr().add(r * m.cols / 64)
+                    } else {
+                        std::ptr::null()
+                    };
+                    let bit4 = _mm512_set1_epi8(0x10);
                     // 128 weights (4 blocks) a 64-byte load: low nibbles, then high nibbles.
                     for c in 0..n / 4 {
                         let col = (g + 4 * c) * BLOCK;
                         let raw = _mm512_loadu_si512(codes.add(col / 2) as *const _);
-                        let lo = _mm512_and_si512(raw, low);
-                        let hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
+                        let mut lo = _mm512_and_si512(raw, low);
+                        let mut hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
+                        if fifth {
+                            let h0 = high.add(col / 64).read();
+                            let h1 = high.add(col / 64 + 1).read();
+                            lo = _mm512_or_si512(lo, _mm512_maskz_mov_epi8(h0, bit4));
+                            hi = _mm512_or_si512(hi, _mm512_maskz_mov_epi8(h1, bit4));
+                        }
                         for t in 0..nt {
                             let q = acts[t].q.as_ptr().add(col);
                             let x0 = _mm512_loadu_si512(q as *const _);
@@ -935,12 +982,31 @@ mod tests {
             q5.extend((0..16).map(|j| (j as u8) | (((15 - j) as u8) << 4)));
         }
         let m = QMat::from_ggml(Source::Q5_0, &q5, 1, 64).unwrap();
+        assert_eq!(m.packing, Packing::U8);
         let row = m.dequantize_row(0);
         assert_eq!(row[0], 0.5 * (0.0 + 16.0 - 16.0)); // high bit 0 set → 16
         assert_eq!(row[1], 0.5 * (1.0 - 16.0));
         assert_eq!(row[31], 0.5 * (0.0 + 16.0 - 16.0)); // bit 31: the high bit of value 31
         assert_eq!(row[16], 0.5 * (15.0 - 16.0));
         check(&m, 4);
+        // Rows of whole 128-value chunks keep five bits a weight; 37 rows of random blocks.
+        let mut s = 17;
+        let mut q5 = Vec::new();
+        for _ in 0..37 * 4 {
+            q5.extend_from_slice(
+                &f16::from_f32(lcg(&mut s).abs() * 0.1)
+                    .to_bits()
+                    .to_le_bytes(),
+            );
+            q5.extend((0..20).map(|_| (lcg(&mut s) * 1000.0) as i32 as u8));
+        }
+        let m5 = QMat::from_ggml(Source::Q5_0, &q5, 37, 128).unwrap();
+        assert_eq!(m5.packing, Packing::U5);
+        let m8 = m5.to_u8();
+        for r in [0, 20, 36] {
+            assert_eq!(m5.dequantize_row(r), m8.dequantize_row(r));
+        }
+        check(&m5, 8);
         // Q4_K: d = 1, dmin = 0.25, sub-block j has scale j + 1 and min j.
         let mut blk = Vec::new();
         blk.extend_from_slice(&f16::from_f32(1.0).to_bits().to_le_bytes());

@@ -367,6 +367,36 @@ impl FastDecoder {
         let scale = 1.0 / (hd as f32).sqrt();
         let out = SyncPtr(ctx.as_mut_ptr());
         let q_w = nh * hd;
+        if t == 1 {
+            // One query (generation): dot products and a weighted sum over the cache, no
+            // GEMM set-up per head.
+            let per_head = |head: usize| {
+                let kvh = head / group;
+                let q = &qkv[head * hd..(head + 1) * hd];
+                let mut scores: Vec<f32> = (0..total)
+                    .map(|j| dense::dot(q, &kc[j * kv_w + kvh * hd..j * kv_w + (kvh + 1) * hd]))
+                    .collect();
+                dense::softmax_scaled(&mut scores, scale);
+                let mut o = vec![0f32; hd];
+                for (j, p) in scores.iter().enumerate() {
+                    dense::axpy(
+                        &mut o,
+                        *p,
+                        &vc[j * kv_w + kvh * hd..j * kv_w + (kvh + 1) * hd],
+                    );
+                }
+                o
+            };
+            let heads: Vec<Vec<f32>> = if total >= 256 {
+                (0..nh).into_par_iter().map(per_head).collect()
+            } else {
+                (0..nh).map(per_head).collect()
+            };
+            for (head, o) in heads.iter().enumerate() {
+                ctx[head * hd..(head + 1) * hd].copy_from_slice(o);
+            }
+            return;
+        }
         let per_head = |head: usize| {
             let kvh = head / group;
             let mut scores = vec![0f32; t * total];
