@@ -196,6 +196,8 @@ pub enum Source {
     Q4K,
     Q5_0,
     Q8_0,
+    /// Re-quantised to 8 bits per block of 32 (its 16-value sub-blocks have their own scales).
+    Q6K,
 }
 
 impl QMat {
@@ -238,31 +240,6 @@ impl QMat {
         }
     }
 
-    fn set_code(&mut self, row: usize, col: usize, u: u8) {
-        let rb = self.row_bytes();
-        match self.packing {
-            Packing::U8 => self.codes[row * rb + col] = u,
-            Packing::U4 | Packing::U5 => {
-                if self.packing == Packing::U5 {
-                    let w = &mut self.high[row * self.cols / 64 + col / 64];
-                    let bit = 1u64 << (col % 64);
-                    if u & 0x10 != 0 {
-                        *w |= bit;
-                    } else {
-                        *w &= !bit;
-                    }
-                }
-                let (chunk, i) = (col / 128, col % 128);
-                let at = row * rb + chunk * 64 + (i % 64);
-                if i < 64 {
-                    self.codes[at] = (self.codes[at] & 0xF0) | (u & 0x0F);
-                } else {
-                    self.codes[at] = (self.codes[at] & 0x0F) | (u << 4);
-                }
-            }
-        }
-    }
-
     fn code(&self, row: usize, col: usize) -> u8 {
         let rb = self.row_bytes();
         match self.packing {
@@ -281,12 +258,6 @@ impl QMat {
         }
     }
 
-    fn set_block(&mut self, row: usize, block: usize, scale: f32, offset: f32) {
-        let nb = self.cols / BLOCK;
-        self.scale[row * nb + block] = f16_bits(scale);
-        self.offset[row * nb + block] = f16_bits(offset);
-    }
-
     /// Converts raw GGML blocks (`rows × cols` values, row-major) without loss: 4-bit types to
     /// [`Packing::U4`] when rows are whole 128-value chunks, everything else to
     /// [`Packing::U8`].
@@ -302,8 +273,8 @@ impl QMat {
             Source::Q5_0 => (32, 22),
             Source::Q8_0 => (32, 34),
             Source::Q4K => (256, 144),
+            Source::Q6K => (256, 210),
         };
-        let mut m = QMat::empty(rows, cols, packing)?;
         let bad = || Error::Format {
             path: Default::default(),
             format: "quantised matrix",
@@ -314,36 +285,51 @@ impl QMat {
             return Err(bad());
         }
         let per_row = cols / block_vals;
-        for r in 0..rows {
+        if src == Source::Q6K {
+            return QMat::build(rows, cols, packing, |r, codes, scale, offset| {
+                let mut row = vec![0f32; cols];
+                for b in 0..per_row {
+                    let at = (r * per_row + b) * block_bytes;
+                    dequantize_q6k(
+                        &data[at..at + block_bytes],
+                        &mut row[b * 256..(b + 1) * 256],
+                    );
+                }
+                quantize_row_u8(&row, codes, scale, offset);
+            });
+        }
+        QMat::build(rows, cols, packing, |r, codes, scale, offset| {
             for b in 0..per_row {
                 let at = (r * per_row + b) * block_bytes;
                 let blk = &data[at..at + block_bytes];
                 let d = f16_val(u16::from_le_bytes([blk[0], blk[1]]));
                 let base = b * block_vals;
+                let c = &mut codes[base..base + block_vals];
                 match src {
                     Source::Q8_0 => {
-                        m.set_block(r, base / BLOCK, d, 128.0 * d);
+                        (scale[base / BLOCK], offset[base / BLOCK]) = (d, 128.0 * d);
                         for j in 0..32 {
-                            m.set_code(r, base + j, (blk[2 + j] as i8 as i16 + 128) as u8);
+                            c[j] = (blk[2 + j] as i8 as i16 + 128) as u8;
                         }
                     }
                     Source::Q4_0 => {
-                        m.set_block(r, base / BLOCK, d, 8.0 * d);
+                        (scale[base / BLOCK], offset[base / BLOCK]) = (d, 8.0 * d);
                         for j in 0..16 {
-                            m.set_code(r, base + j, blk[2 + j] & 0x0F);
-                            m.set_code(r, base + j + 16, blk[2 + j] >> 4);
+                            c[j] = blk[2 + j] & 0x0F;
+                            c[j + 16] = blk[2 + j] >> 4;
                         }
                     }
                     Source::Q5_0 => {
-                        m.set_block(r, base / BLOCK, d, 16.0 * d);
+                        (scale[base / BLOCK], offset[base / BLOCK]) = (d, 16.0 * d);
                         let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
                         for j in 0..16 {
                             let h0 = (((qh >> j) << 4) & 0x10) as u8;
                             let h1 = ((qh >> (j + 12)) & 0x10) as u8;
-                            m.set_code(r, base + j, (blk[6 + j] & 0x0F) | h0);
-                            m.set_code(r, base + j + 16, (blk[6 + j] >> 4) | h1);
+                            c[j] = (blk[6 + j] & 0x0F) | h0;
+                            c[j + 16] = (blk[6 + j] >> 4) | h1;
                         }
                     }
+                    Source::Q6K => unreachable!("handled above"),
                     Source::Q4K => {
                         let dmin = f16_val(u16::from_le_bytes([blk[2], blk[3]]));
                         let scales = &blk[4..16];
@@ -352,42 +338,89 @@ impl QMat {
                             let q = &qs[chunk * 32..chunk * 32 + 32];
                             for half in 0..2 {
                                 let (sc, mn) = scale_min_k4(2 * chunk + half, scales);
-                                let col0 = base + chunk * 64 + half * 32;
-                                m.set_block(r, col0 / BLOCK, d * sc as f32, dmin * mn as f32);
+                                let col0 = chunk * 64 + half * 32;
+                                let blk_i = (base + col0) / BLOCK;
+                                (scale[blk_i], offset[blk_i]) = (d * sc as f32, dmin * mn as f32);
                                 for (l, &byte) in q.iter().enumerate() {
-                                    let u = if half == 0 { byte & 0x0F } else { byte >> 4 };
-                                    m.set_code(r, col0 + l, u);
+                                    c[col0 + l] = if half == 0 { byte & 0x0F } else { byte >> 4 };
                                 }
                             }
                         }
                     }
                 }
             }
-        }
-        Ok(m)
+        })
     }
 
     /// Quantises f32 weights to 8 bits per block of 32 (min to max in 255 steps).
     pub fn from_f32(w: &[f32], rows: usize, cols: usize) -> Result<QMat> {
         assert_eq!(w.len(), rows * cols);
-        let mut m = QMat::empty(rows, cols, Packing::U8)?;
-        for r in 0..rows {
-            for b in 0..cols / BLOCK {
-                let src = &w[r * cols + b * BLOCK..r * cols + (b + 1) * BLOCK];
-                let lo = src.iter().copied().fold(f32::INFINITY, f32::min);
-                let hi = src.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                // Round the scale and offset to f16 first, then pick codes against them.
-                let s = f16::from_f32((hi - lo) / 255.0).to_f32();
-                let off = f16::from_f32(-lo).to_f32();
-                m.set_block(r, b, s, off);
-                let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
-                for (j, v) in src.iter().enumerate() {
-                    let u = ((v + off) * inv).round().clamp(0.0, 255.0) as u8;
-                    m.set_code(r, b * BLOCK + j, u);
+        QMat::build(rows, cols, Packing::U8, |r, codes, scale, offset| {
+            quantize_row_u8(&w[r * cols..(r + 1) * cols], codes, scale, offset)
+        })
+    }
+
+    /// Builds a matrix row by row, rows in parallel: `row(r, codes, scales, offsets)` fills
+    /// row `r`'s unpacked codes (`cols`) and per-block scales and offsets.
+    fn build(
+        rows: usize,
+        cols: usize,
+        packing: Packing,
+        row: impl Fn(usize, &mut [u8], &mut [f32], &mut [f32]) + Sync,
+    ) -> Result<QMat> {
+        const CHUNK: usize = 256;
+        QMat::empty(0, cols, packing)?;
+        let nb = cols / BLOCK;
+        let parts: Vec<QMat> = (0..rows.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| {
+                let (r0, r1) = (c * CHUNK, ((c + 1) * CHUNK).min(rows));
+                let mut m = QMat::empty(r1 - r0, cols, packing).expect("width checked above");
+                let mut codes = vec![0u8; cols];
+                let (mut sc, mut of) = (vec![0f32; nb], vec![0f32; nb]);
+                for r in r0..r1 {
+                    row(r, &mut codes, &mut sc, &mut of);
+                    m.pack_row(r - r0, &codes, &sc, &of);
+                }
+                m
+            })
+            .collect();
+        let mut out = QMat::empty(0, cols, packing)?;
+        for p in parts {
+            out.stack(p);
+        }
+        Ok(out)
+    }
+
+    /// Writes row `r` from its unpacked codes and f32 block scales and offsets.
+    fn pack_row(&mut self, r: usize, codes: &[u8], scale: &[f32], offset: &[f32]) {
+        let nb = self.cols / BLOCK;
+        for b in 0..nb {
+            self.scale[r * nb + b] = f16_bits(scale[b]);
+            self.offset[r * nb + b] = f16_bits(offset[b]);
+        }
+        let rb = self.row_bytes();
+        let dst = &mut self.codes[r * rb..(r + 1) * rb];
+        match self.packing {
+            Packing::U8 => dst.copy_from_slice(codes),
+            Packing::U4 | Packing::U5 => {
+                for (c, out) in dst.chunks_mut(64).enumerate() {
+                    let src = &codes[c * 128..(c + 1) * 128];
+                    for j in 0..64 {
+                        out[j] = (src[j] & 0x0F) | (src[64 + j] << 4);
+                    }
+                }
+                if self.packing == Packing::U5 {
+                    let words = self.cols / 64;
+                    for (w, word) in self.high[r * words..(r + 1) * words].iter_mut().enumerate() {
+                        *word = codes[w * 64..(w + 1) * 64]
+                            .iter()
+                            .enumerate()
+                            .fold(0u64, |acc, (j, &u)| acc | (((u >> 4) & 1) as u64) << j);
+                    }
                 }
             }
         }
-        Ok(m)
     }
 
     /// Appends `other`'s rows (same layout and width) below this matrix's.
@@ -613,6 +646,46 @@ impl QMat {
                     f16_val(self.scale[k]) * a.d[b] * s as f32 - f16_val(self.offset[k]) * a.sum[b];
             }
             *o = acc;
+        }
+    }
+}
+
+/// One row of f32 weights to 8-bit codes, per block of 32 from its min to its max.
+fn quantize_row_u8(row: &[f32], codes: &mut [u8], scale: &mut [f32], offset: &mut [f32]) {
+    for (b, src) in row.chunks(BLOCK).enumerate() {
+        let lo = src.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = src.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        // Round the scale and offset to f16 first, then pick codes against them.
+        let s = f16::from_f32((hi - lo) / 255.0).to_f32();
+        let off = f16::from_f32(-lo).to_f32();
+        (scale[b], offset[b]) = (s, off);
+        let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+        for (j, v) in src.iter().enumerate() {
+            codes[b * BLOCK + j] = ((v + off) * inv).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
+/// One ggml Q6_K block (256 values: 4-bit low parts, 2-bit high parts, 16 signed 8-bit
+/// sub-block scales, an f16 scale) to f32.
+fn dequantize_q6k(blk: &[u8], out: &mut [f32]) {
+    let (ql, rest) = blk.split_at(128);
+    let (qh, rest) = rest.split_at(64);
+    let (sc, d) = rest.split_at(16);
+    let d = f16_val(u16::from_le_bytes([d[0], d[1]]));
+    for half in 0..2 {
+        let (ql, qh, sc) = (&ql[64 * half..], &qh[32 * half..], &sc[8 * half..]);
+        let y = &mut out[128 * half..128 * (half + 1)];
+        for l in 0..32 {
+            let is = l / 16;
+            let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32 - 32;
+            let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+            y[l] = d * (sc[is] as i8) as f32 * q1 as f32;
+            y[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
+            y[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
+            y[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
         }
     }
 }
@@ -899,6 +972,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn q6_k_decodes_as_candle_does_and_requantises_closely() {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        let mut s = 23;
+        let (rows, cols) = (5, 512);
+        let w: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut s)).collect();
+        let t = candle_core::Tensor::from_vec(w, (rows, cols), &candle_core::Device::Cpu).unwrap();
+        let q = QTensor::quantize(&t, GgmlDType::Q6K).unwrap();
+        let want: Vec<f32> = q
+            .dequantize(&candle_core::Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let data = q.data().unwrap();
+        let mut got = vec![0f32; 256];
+        dequantize_q6k(&data[210..420], &mut got);
+        assert_eq!(&got[..], &want[256..512]);
+        let m = QMat::from_ggml(Source::Q6K, &data, rows, cols).unwrap();
+        assert_eq!(m.packing, Packing::U8);
+        for r in 0..rows {
+            for (a, b) in m
+                .dequantize_row(r)
+                .iter()
+                .zip(&want[r * cols..(r + 1) * cols])
+            {
+                assert!((a - b).abs() < 2.0 / 255.0 + 1e-3, "{a} vs {b}");
+            }
+        }
+        check(&m, 12);
     }
 
     #[test]

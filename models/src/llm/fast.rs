@@ -111,6 +111,7 @@ fn to_qmat(t: &QTensor) -> Result<QMat> {
         GgmlDType::Q4K => Some(Source::Q4K),
         GgmlDType::Q5_0 => Some(Source::Q5_0),
         GgmlDType::Q8_0 => Some(Source::Q8_0),
+        GgmlDType::Q6K => Some(Source::Q6K),
         _ => None,
     };
     match src {
