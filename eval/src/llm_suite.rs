@@ -8,7 +8,7 @@ use std::process::Command;
 
 use assistant::answer::SYSTEM_PROMPT;
 use assistant::app::App;
-use models::llm::{ChatMessage, GenerationParams, LocalLlm, PrefillWeights};
+use models::llm::{ChatMessage, DecoderEngine, GenerationParams, LocalLlm, PrefillWeights};
 use serde_json::{json, Value};
 
 /// The fixed material of the benchmark prompt: a bundled guide.
@@ -34,6 +34,39 @@ pub struct LlmArgs {
     /// A llama.cpp `llama-bench` binary to measure the same GGUF with (or `$LLAMA_BENCH`).
     #[arg(long)]
     llama_bench: Option<PathBuf>,
+    /// Decoder engine: fast (default: configured) or candle.
+    #[arg(long)]
+    engine: Option<String>,
+    /// Measurements, this decoder and llama.cpp alternating; figures are min/median/max.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+}
+
+/// (min, median, max).
+fn spread(v: &[f64]) -> (f64, f64, f64) {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+fn spread_json(v: &[f64]) -> Value {
+    let (lo, med, hi) = spread(v);
+    json!({"min": lo, "median": med, "max": hi, "runs": v})
+}
+
+/// The process's peak resident memory (kB), from /proc.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Builds the user message so the whole prompt is about `target` tokens.
@@ -80,21 +113,28 @@ fn llama_cpp(
     p: usize,
     n: usize,
 ) -> anyhow::Result<Value> {
+    let args = [
+        "-t".to_string(),
+        threads.to_string(),
+        "-p".into(),
+        p.to_string(),
+        "-n".into(),
+        n.to_string(),
+        "-r".into(),
+        "1".into(),
+        "-o".into(),
+        "json".into(),
+    ];
+    let command = format!(
+        "{} -m {} {}",
+        bin.display(),
+        model.display(),
+        args.join(" ")
+    );
     let out = Command::new(bin)
-        .args(["-m"])
+        .arg("-m")
         .arg(model)
-        .args([
-            "-t",
-            &threads.to_string(),
-            "-p",
-            &p.to_string(),
-            "-n",
-            &n.to_string(),
-            "-r",
-            "1",
-            "-o",
-            "json",
-        ])
+        .args(&args)
         .output()?;
     if !out.status.success() {
         anyhow::bail!(
@@ -120,6 +160,7 @@ fn llama_cpp(
         "prefill_tok_s": pp,
         "gen_tok_s": tg,
         "build": rows.first().map(|r| r["build_commit"].clone()),
+        "command": command,
     }))
 }
 
@@ -136,13 +177,22 @@ pub fn run(app: &App, a: &LlmArgs) -> anyhow::Result<Value> {
             other => anyhow::bail!("--prefill {other}: expected quantized, f32 or f16"),
         };
     }
+    if let Some(e) = &a.engine {
+        config.decoder.engine = match e.as_str() {
+            "fast" => DecoderEngine::Fast,
+            "candle" => DecoderEngine::Candle,
+            other => anyhow::bail!("--engine {other}: expected fast or candle"),
+        };
+    }
     if a.no_requantize {
         config.decoder.requantize_q8 = false;
     }
     let t0 = std::time::Instant::now();
     let llm = LocalLlm::load(&config)?;
     let load_s = t0.elapsed().as_secs_f64();
+    let rss_after_load_kb = peak_rss_kb();
     let threads = llm.threads();
+    let engine = llm.engine_name();
     let user = user_message(&llm, a.prompt_tokens)?;
     let msgs = [ChatMessage::system(SYSTEM_PROMPT), ChatMessage::user(user)];
     let params = GenerationParams {
@@ -151,56 +201,52 @@ pub fn run(app: &App, a: &LlmArgs) -> anyhow::Result<Value> {
         repeat_penalty: 1.0,
         ..GenerationParams::default()
     };
-    // Cold: nothing cached, the whole prompt is processed; then generation.
-    let mut cold = llm.stream(&msgs, &params)?;
-    for piece in &mut cold {
-        piece?;
-    }
-    let cold = cold.stats();
-    // Warm: the system prompt's KV cache is reused (its first call above primed it).
-    let mut warm = llm.stream(
-        &msgs,
-        &GenerationParams {
-            max_tokens: 1,
-            ..params.clone()
-        },
-    )?;
-    for piece in &mut warm {
-        piece?;
-    }
-    let warm = warm.stats();
-    println!(
-        "candle ({threads} threads, prefill {:?}, q8 {}): load {load_s:.1} s; prompt {} tokens at {:.1} tok/s; first token {:.0} ms cold, {:.0} ms with {} cached tokens; generation {:.1} tok/s over {} tokens",
-        config.decoder.prefill,
-        config.decoder.requantize_q8,
-        cold.prompt_tokens,
-        cold.prefill_tokens_per_s(),
-        cold.first_token_ms,
-        warm.first_token_ms,
-        warm.reused_prompt_tokens,
-        cold.generation_tokens_per_s(),
-        cold.generated_tokens
-    );
-    let mut summary = json!({
-        "model": config.model.file_name().map(|n| n.to_string_lossy().into_owned()),
-        "threads": threads,
-        "prefill_weights": format!("{:?}", config.decoder.prefill).to_lowercase(),
-        "requantize_q8": config.decoder.requantize_q8,
-        "load_s": load_s,
-        "prompt_tokens": cold.prompt_tokens,
-        "gen_tokens": cold.generated_tokens,
-        "prefill_tok_s": cold.prefill_tokens_per_s(),
-        "gen_tok_s": cold.generation_tokens_per_s(),
-        "ttft_cold_ms": cold.first_token_ms,
-        "ttft_warm_ms": warm.first_token_ms,
-        "reused_prompt_tokens": warm.reused_prompt_tokens,
-    });
     let llama_bench = a
         .llama_bench
         .clone()
         .or_else(|| std::env::var_os("LLAMA_BENCH").map(PathBuf::from));
-    match &llama_bench {
-        Some(bin) => {
+    let (mut pre, mut gen, mut cold_ms, mut warm_ms) = (vec![], vec![], vec![], vec![]);
+    let (mut lc_pre, mut lc_gen, mut r_pre, mut r_gen) = (vec![], vec![], vec![], vec![]);
+    let mut last_lc = Value::Null;
+    let (mut prompt_tokens, mut reused) = (0, 0);
+    for run in 0..a.runs.max(1) {
+        // Cold: the whole prompt is processed (a fresh prefix cache), then generation.
+        llm.forget_prefix();
+        let mut cold = llm.stream(&msgs, &params)?;
+        for piece in &mut cold {
+            piece?;
+        }
+        let cold = cold.stats();
+        // Warm: the system prompt's KV cache is reused (the cold call primed it).
+        let mut warm = llm.stream(
+            &msgs,
+            &GenerationParams {
+                max_tokens: 1,
+                ..params.clone()
+            },
+        )?;
+        for piece in &mut warm {
+            piece?;
+        }
+        let warm = warm.stats();
+        prompt_tokens = cold.prompt_tokens;
+        reused = warm.reused_prompt_tokens;
+        pre.push(cold.prefill_tokens_per_s());
+        gen.push(cold.generation_tokens_per_s());
+        cold_ms.push(cold.first_token_ms);
+        warm_ms.push(warm.first_token_ms);
+        println!(
+            "run {}: {engine} ({threads} threads): prompt {} tokens at {:.1} tok/s; first token {:.0} ms cold, {:.0} ms with {} cached tokens; generation {:.1} tok/s over {} tokens",
+            run + 1,
+            cold.prompt_tokens,
+            cold.prefill_tokens_per_s(),
+            cold.first_token_ms,
+            warm.first_token_ms,
+            warm.reused_prompt_tokens,
+            cold.generation_tokens_per_s(),
+            cold.generated_tokens
+        );
+        if let Some(bin) = &llama_bench {
             let lc = llama_cpp(
                 bin,
                 &config.model,
@@ -208,21 +254,72 @@ pub fn run(app: &App, a: &LlmArgs) -> anyhow::Result<Value> {
                 cold.prompt_tokens,
                 a.gen_tokens,
             )?;
-            let ratio = |ours: f64, theirs: Option<f64>| theirs.map(|t| ours / t);
-            let rp = ratio(cold.prefill_tokens_per_s(), lc["prefill_tok_s"].as_f64());
-            let rg = ratio(cold.generation_tokens_per_s(), lc["gen_tok_s"].as_f64());
-            println!(
-                "llama.cpp ({threads} threads): prompt {:.1} tok/s, generation {:.1} tok/s; candle/llama.cpp = {:.2}× prefill, {:.2}× generation",
-                lc["prefill_tok_s"].as_f64().unwrap_or(0.0),
-                lc["gen_tok_s"].as_f64().unwrap_or(0.0),
-                rp.unwrap_or(0.0),
-                rg.unwrap_or(0.0)
+            let (p, g) = (
+                lc["prefill_tok_s"].as_f64().unwrap_or(f64::NAN),
+                lc["gen_tok_s"].as_f64().unwrap_or(f64::NAN),
             );
-            summary["llama_cpp"] = lc;
-            summary["ratio_prefill"] = json!(rp);
-            summary["ratio_generation"] = json!(rg);
+            println!(
+                "run {}: llama.cpp ({threads} threads): prompt {p:.1} tok/s, generation {g:.1} tok/s; ours/llama.cpp = {:.2}× prefill, {:.2}× generation",
+                run + 1,
+                cold.prefill_tokens_per_s() / p,
+                cold.generation_tokens_per_s() / g
+            );
+            lc_pre.push(p);
+            lc_gen.push(g);
+            r_pre.push(cold.prefill_tokens_per_s() / p);
+            r_gen.push(cold.generation_tokens_per_s() / g);
+            last_lc = lc;
         }
-        None => println!("llama.cpp: not measured (pass --llama-bench PATH or set LLAMA_BENCH)"),
+    }
+    let peak_kb = peak_rss_kb();
+    let (_, p50, _) = spread(&pre);
+    let (_, g50, _) = spread(&gen);
+    let (_, c50, _) = spread(&cold_ms);
+    let (_, w50, _) = spread(&warm_ms);
+    println!(
+        "{engine} ({threads} threads, median of {} runs): load {load_s:.1} s; prompt {prompt_tokens} tokens at {p50:.1} tok/s; first token {c50:.0} ms cold, {w50:.0} ms with {reused} cached tokens; generation {g50:.1} tok/s; peak RSS {} MB after load, {} MB at the end",
+        pre.len(),
+        rss_after_load_kb.unwrap_or(0) / 1024,
+        peak_kb.unwrap_or(0) / 1024,
+    );
+    let mut summary = json!({
+        "model": config.model.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "engine": engine,
+        "threads": threads,
+        "load_s": load_s,
+        "prompt_tokens": prompt_tokens,
+        "gen_tokens": a.gen_tokens,
+        "prefill_tok_s": spread_json(&pre),
+        "gen_tok_s": spread_json(&gen),
+        "ttft_cold_ms": spread_json(&cold_ms),
+        "ttft_warm_ms": spread_json(&warm_ms),
+        "reused_prompt_tokens": reused,
+        "peak_rss_kb_after_load": rss_after_load_kb,
+        "peak_rss_kb": peak_kb,
+    });
+    if llama_bench.is_some() {
+        let (a0, a1, a2) = spread(&r_pre);
+        let (b0, b1, b2) = spread(&r_gen);
+        println!(
+            "llama.cpp ({threads} threads, median): prompt {:.1} tok/s, generation {:.1} tok/s; ours/llama.cpp over {} alternating runs: prefill {a1:.2}× (min {a0:.2}, max {a2:.2}), generation {b1:.2}× (min {b0:.2}, max {b2:.2})",
+            spread(&lc_pre).1,
+            spread(&lc_gen).1,
+            r_pre.len()
+        );
+        println!(
+            "llama-bench command: {}",
+            last_lc["command"].as_str().unwrap_or("")
+        );
+        summary["llama_cpp"] = json!({
+            "prefill_tok_s": spread_json(&lc_pre),
+            "gen_tok_s": spread_json(&lc_gen),
+            "command": last_lc["command"],
+            "build": last_lc["build"],
+        });
+        summary["ratio_prefill"] = spread_json(&r_pre);
+        summary["ratio_generation"] = spread_json(&r_gen);
+    } else {
+        println!("llama.cpp: not measured (pass --llama-bench PATH or set LLAMA_BENCH)");
     }
     Ok(summary)
 }

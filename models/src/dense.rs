@@ -163,6 +163,12 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// `y += a·x`.
 pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     assert_eq!(y.len(), x.len());
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: the CPU has the features `wide` checks; lengths are equal (asserted).
+        unsafe { simd::axpy(y, a, x) };
+        return;
+    }
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * x;
     }
@@ -346,6 +352,22 @@ mod simd {
             let m = tail_mask(row.len() - i);
             let x = _mm512_maskz_loadu_ps(m, p.add(i));
             _mm512_mask_storeu_ps(p.add(i), m, gelu16(x));
+            i += 16;
+        }
+    }
+
+    /// # Safety
+    /// AVX-512 F; `y` and `x` have the same length.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+        let n = y.len();
+        let av = _mm512_set1_ps(a);
+        let mut i = 0;
+        while i < n {
+            let m = tail_mask(n - i);
+            let yv = _mm512_maskz_loadu_ps(m, y.as_ptr().add(i));
+            let xv = _mm512_maskz_loadu_ps(m, x.as_ptr().add(i));
+            _mm512_mask_storeu_ps(y.as_mut_ptr().add(i), m, _mm512_fmadd_ps(av, xv, yv));
             i += 16;
         }
     }

@@ -45,7 +45,10 @@ pub struct QMat {
     high: Vec<u64>,
     /// Per row, per block: scale and offset (f16 bits), `rows × blocks`.
     scale: Vec<u16>,
+    /// Empty when every offset is `offset_ratio × scale` (symmetric sources: Q8_0's codes
+    /// are centred on 128, Q5_0's on 16, Q4_0's on 8), which saves two bytes a block.
     offset: Vec<u16>,
+    offset_ratio: Option<f32>,
 }
 
 /// Activations of one or more rows (tokens), quantised per block.
@@ -66,6 +69,9 @@ pub struct QActs {
     tile_d: Vec<f32>,
     tile_sum: Vec<f32>,
 }
+
+/// One activation row's codes, scales and sums, as `fill` hands them out.
+type RowParts<'a> = ((&'a mut [i8], &'a mut [f32]), &'a mut [f32]);
 
 /// Rows from which the tiled product (no horizontal sums) is used.
 const TILE_MIN_ROWS: usize = 8;
@@ -102,17 +108,32 @@ impl QActs {
         self.sum.resize(rows * stride_blocks, 0.0);
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
-            for r in 0..rows {
+            let one_row = |(r, ((q, d), sum)): (usize, RowParts<'_>)| {
                 for b in 0..nb {
-                    let at = r * stride_blocks + b;
                     let src = &x[r * cols + b * BLOCK..r * cols + (b + 1) * BLOCK];
                     // SAFETY: the CPU has AVX-512 (checked); `src` is 32 values and the
-                    // destination block is 32 bytes inside `q`.
-                    let (d, sum) =
-                        unsafe { simd::quantize_block(src, self.q.as_mut_ptr().add(at * BLOCK)) };
-                    self.d[at] = d;
-                    self.sum[at] = sum;
+                    // destination block is 32 bytes inside this row of `q`.
+                    let (bd, bsum) =
+                        unsafe { simd::quantize_block(src, q[b * BLOCK..].as_mut_ptr()) };
+                    d[b] = bd;
+                    sum[b] = bsum;
                 }
+            };
+            let row_len = stride_blocks * BLOCK;
+            if rows >= TILE_MIN_ROWS {
+                self.q
+                    .par_chunks_mut(row_len)
+                    .zip(self.d.par_chunks_mut(stride_blocks))
+                    .zip(self.sum.par_chunks_mut(stride_blocks))
+                    .enumerate()
+                    .for_each(one_row);
+            } else {
+                self.q
+                    .chunks_mut(row_len)
+                    .zip(self.d.chunks_mut(stride_blocks))
+                    .zip(self.sum.chunks_mut(stride_blocks))
+                    .enumerate()
+                    .for_each(one_row);
             }
             if rows >= TILE_MIN_ROWS {
                 self.build_tiles();
@@ -149,19 +170,28 @@ impl QActs {
         self.tile_sum.clear();
         self.tile_sum.resize(groups * nb * TILE_ROWS, 0.0);
         let sb = self.stride_blocks;
-        for r in 0..self.rows {
-            let (g, lane) = (r / TILE_ROWS, r % TILE_ROWS);
-            for b in 0..nb {
-                let src = &self.q[(r * sb + b) * BLOCK..(r * sb + b + 1) * BLOCK];
-                let base = (g * nb + b) * BLOCK * TILE_ROWS;
-                for step in 0..BLOCK / 4 {
-                    let at = base + step * 4 * TILE_ROWS + lane * 4;
-                    self.tiles[at..at + 4].copy_from_slice(&src[step * 4..step * 4 + 4]);
+        let rows = self.rows;
+        let (q, d, sum) = (&self.q, &self.d, &self.sum);
+        self.tiles
+            .par_chunks_mut(nb * BLOCK * TILE_ROWS)
+            .zip(self.tile_d.par_chunks_mut(nb * TILE_ROWS))
+            .zip(self.tile_sum.par_chunks_mut(nb * TILE_ROWS))
+            .enumerate()
+            .for_each(|(g, ((tiles, td), ts))| {
+                for lane in 0..TILE_ROWS.min(rows - g * TILE_ROWS) {
+                    let r = g * TILE_ROWS + lane;
+                    for b in 0..nb {
+                        let src = &q[(r * sb + b) * BLOCK..(r * sb + b + 1) * BLOCK];
+                        let base = b * BLOCK * TILE_ROWS;
+                        for step in 0..BLOCK / 4 {
+                            let at = base + step * 4 * TILE_ROWS + lane * 4;
+                            tiles[at..at + 4].copy_from_slice(&src[step * 4..step * 4 + 4]);
+                        }
+                        td[b * TILE_ROWS + lane] = d[r * sb + b];
+                        ts[b * TILE_ROWS + lane] = sum[r * sb + b];
+                    }
                 }
-                self.tile_d[(g * nb + b) * TILE_ROWS + lane] = self.d[r * sb + b];
-                self.tile_sum[(g * nb + b) * TILE_ROWS + lane] = self.sum[r * sb + b];
-            }
-        }
+            });
     }
 
     fn row(&self, r: usize) -> ActRow<'_> {
@@ -230,6 +260,7 @@ impl QMat {
             high,
             scale: vec![0; rows * nb],
             offset: vec![0; rows * nb],
+            offset_ratio: None,
         })
     }
 
@@ -286,7 +317,7 @@ impl QMat {
         }
         let per_row = cols / block_vals;
         if src == Source::Q6K {
-            return QMat::build(rows, cols, packing, |r, codes, scale, offset| {
+            return QMat::build(rows, cols, packing, None, |r, codes, scale, offset| {
                 let mut row = vec![0f32; cols];
                 for b in 0..per_row {
                     let at = (r * per_row + b) * block_bytes;
@@ -298,7 +329,13 @@ impl QMat {
                 quantize_row_u8(&row, codes, scale, offset);
             });
         }
-        QMat::build(rows, cols, packing, |r, codes, scale, offset| {
+        let ratio = match src {
+            Source::Q8_0 => Some(128.0),
+            Source::Q5_0 => Some(16.0),
+            Source::Q4_0 => Some(8.0),
+            Source::Q4K | Source::Q6K => None,
+        };
+        QMat::build(rows, cols, packing, ratio, |r, codes, scale, offset| {
             for b in 0..per_row {
                 let at = (r * per_row + b) * block_bytes;
                 let blk = &data[at..at + block_bytes];
@@ -355,7 +392,7 @@ impl QMat {
     /// Quantises f32 weights to 8 bits per block of 32 (min to max in 255 steps).
     pub fn from_f32(w: &[f32], rows: usize, cols: usize) -> Result<QMat> {
         assert_eq!(w.len(), rows * cols);
-        QMat::build(rows, cols, Packing::U8, |r, codes, scale, offset| {
+        QMat::build(rows, cols, Packing::U8, None, |r, codes, scale, offset| {
             quantize_row_u8(&w[r * cols..(r + 1) * cols], codes, scale, offset)
         })
     }
@@ -366,6 +403,7 @@ impl QMat {
         rows: usize,
         cols: usize,
         packing: Packing,
+        offset_ratio: Option<f32>,
         row: impl Fn(usize, &mut [u8], &mut [f32], &mut [f32]) + Sync,
     ) -> Result<QMat> {
         const CHUNK: usize = 256;
@@ -376,6 +414,10 @@ impl QMat {
             .map(|c| {
                 let (r0, r1) = (c * CHUNK, ((c + 1) * CHUNK).min(rows));
                 let mut m = QMat::empty(r1 - r0, cols, packing).expect("width checked above");
+                if offset_ratio.is_some() {
+                    m.offset = Vec::new();
+                    m.offset_ratio = offset_ratio;
+                }
                 let mut codes = vec![0u8; cols];
                 let (mut sc, mut of) = (vec![0f32; nb], vec![0f32; nb]);
                 for r in r0..r1 {
@@ -386,6 +428,7 @@ impl QMat {
             })
             .collect();
         let mut out = QMat::empty(0, cols, packing)?;
+        out.offset_ratio = offset_ratio;
         for p in parts {
             out.stack(p);
         }
@@ -397,7 +440,9 @@ impl QMat {
         let nb = self.cols / BLOCK;
         for b in 0..nb {
             self.scale[r * nb + b] = f16_bits(scale[b]);
-            self.offset[r * nb + b] = f16_bits(offset[b]);
+            if self.offset_ratio.is_none() {
+                self.offset[r * nb + b] = f16_bits(offset[b]);
+            }
         }
         let rb = self.row_bytes();
         let dst = &mut self.codes[r * rb..(r + 1) * rb];
@@ -423,9 +468,17 @@ impl QMat {
         }
     }
 
+    /// Whether [`QMat::stack`] takes `other`.
+    pub fn can_stack(&self, other: &QMat) -> bool {
+        self.packing == other.packing
+            && self.cols == other.cols
+            && self.offset_ratio == other.offset_ratio
+    }
+
     /// Appends `other`'s rows (same layout and width) below this matrix's.
     pub fn stack(&mut self, other: QMat) {
         assert!(other.packing == self.packing && other.cols == self.cols);
+        assert_eq!(other.offset_ratio, self.offset_ratio);
         self.rows += other.rows;
         self.codes.extend(other.codes);
         self.high.extend(other.high);
@@ -457,9 +510,17 @@ impl QMat {
         (0..self.cols)
             .map(|c| {
                 let b = row * nb + c / BLOCK;
-                f16_val(self.scale[b]) * self.code(row, c) as f32 - f16_val(self.offset[b])
+                f16_val(self.scale[b]) * self.code(row, c) as f32 - self.block_offset(b)
             })
             .collect()
+    }
+
+    /// The offset of block `k` (row-major over `rows × blocks`).
+    fn block_offset(&self, k: usize) -> f32 {
+        match self.offset_ratio {
+            Some(ratio) => ratio * f16_val(self.scale[k]),
+            None => f16_val(self.offset[k]),
+        }
     }
 
     /// Bytes held.
@@ -510,6 +571,30 @@ impl QMat {
         if !x.tiles.is_empty() && simd::available() {
             // SAFETY: as this function's contract; the CPU was checked.
             unsafe { self.rows_into_tiled(x, start, end, dst, n_out) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if x.rows == 1 && simd::available() {
+            const NR: usize = 4;
+            let a = x.row(0);
+            let mut r = start;
+            let mut res = [0f32; NR];
+            while r + NR <= end {
+                // SAFETY: the CPU was checked; rows `r..r + NR` exist.
+                unsafe { simd::dot_multi::<NR>(self, r, a, &mut res) };
+                for (i, v) in res.iter().enumerate() {
+                    // SAFETY: column `r + i` is this task's, inside the one output row.
+                    unsafe { *dst.0.add(r + i) = *v };
+                }
+                r += NR;
+            }
+            while r < end {
+                // SAFETY: as above.
+                unsafe { simd::dot_multi::<1>(self, r, a, &mut res[..1]) };
+                // SAFETY: as above.
+                unsafe { *dst.0.add(r) = res[0] };
+                r += 1;
+            }
             return;
         }
         const TILE: usize = 4;
@@ -588,7 +673,7 @@ impl QMat {
                 for (i, &r) in rows.iter().enumerate() {
                     for b in 0..nb {
                         sc[i * nb + b] = f16_val(self.scale[r * nb + b]);
-                        of[i * nb + b] = f16_val(self.offset[r * nb + b]);
+                        of[i * nb + b] = self.block_offset(r * nb + b);
                     }
                 }
                 for g in g0..g1 {
@@ -642,8 +727,7 @@ impl QMat {
                     s += self.code(r, b * BLOCK + j) as i32 * a.q[b * BLOCK + j] as i32;
                 }
                 let k = r * nb + b;
-                acc +=
-                    f16_val(self.scale[k]) * a.d[b] * s as f32 - f16_val(self.offset[k]) * a.sum[b];
+                acc += f16_val(self.scale[k]) * a.d[b] * s as f32 - self.block_offset(k) * a.sum[b];
             }
             *o = acc;
         }
@@ -761,7 +845,8 @@ mod simd {
         let rb = m.row_bytes();
         let codes = m.codes.as_ptr().add(r * rb);
         let scales = m.scale.as_ptr().add(r * nb);
-        let offsets = m.offset.as_ptr().add(r * nb);
+        let offsets = m.offset.as_ptr().wrapping_add(r * nb);
+        let ratio = _mm512_set1_ps(m.offset_ratio.unwrap_or(0.0));
         let mut acc = [_mm512_setzero_ps(); NT];
         let mut accm = [_mm512_setzero_ps(); NT];
         let idx: [__m512i; 8] =
@@ -772,7 +857,11 @@ mod simd {
             let n = (nb - g).min(GROUP);
             let mask: __mmask16 = if n == GROUP { 0xFFFF } else { (1u16 << n) - 1 };
             let sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, scales.add(g) as *const i16));
-            let mv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, offsets.add(g) as *const i16));
+            let mv = if m.offset_ratio.is_some() {
+                _mm512_mul_ps(sv, ratio)
+            } else {
+                _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, offsets.add(g) as *const i16))
+            };
             let mut s = [_mm512_setzero_ps(); NT];
             for t in 0..nt {
                 let a = acts[t];
@@ -830,6 +919,104 @@ mod simd {
         }
         for t in 0..nt {
             out[t] = _mm512_reduce_add_ps(acc[t]) - _mm512_reduce_add_ps(accm[t]);
+        }
+    }
+
+    /// Rows `r0..r0 + NR` against one activation row (generation): the activation codes are
+    /// loaded once for all `NR` rows, and the rows' loads are independent (more of them in
+    /// flight from memory).
+    ///
+    /// # Safety
+    /// As [`dot_rows`]; `r0 + NR <= m.rows`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub unsafe fn dot_multi<const NR: usize>(m: &QMat, r0: usize, a: ActRow<'_>, out: &mut [f32]) {
+        debug_assert!(r0 + NR <= m.rows);
+        let nb = m.cols / BLOCK;
+        let rb = m.row_bytes();
+        let codes: [*const u8; NR] = std::array::from_fn(|i| m.codes.as_ptr().add((r0 + i) * rb));
+        let scales: [*const u16; NR] = std::array::from_fn(|i| m.scale.as_ptr().add((r0 + i) * nb));
+        let offsets: [*const u16; NR] =
+            std::array::from_fn(|i| m.offset.as_ptr().wrapping_add((r0 + i) * nb));
+        let ratio = _mm512_set1_ps(m.offset_ratio.unwrap_or(0.0));
+        let fifth = m.packing == Packing::U5;
+        let high: [*const u64; NR] = std::array::from_fn(|i| {
+            if fifth {
+                m.high.as_ptr().add((r0 + i) * m.cols / 64)
+            } else {
+                std::ptr::null()
+            }
+        });
+        let mut acc = [_mm512_setzero_ps(); NR];
+        let mut accm = [_mm512_setzero_ps(); NR];
+        let idx: [__m512i; 8] =
+            std::array::from_fn(|j| _mm512_loadu_si512(PAIRS[j].as_ptr() as *const _));
+        let low = _mm512_set1_epi8(0x0F);
+        let bit4 = _mm512_set1_epi8(0x10);
+        let mut g = 0;
+        while g < nb {
+            let n = (nb - g).min(GROUP);
+            let mask: __mmask16 = if n == GROUP { 0xFFFF } else { (1u16 << n) - 1 };
+            let dv = _mm512_loadu_ps(a.d.as_ptr().add(g));
+            let sumv = _mm512_loadu_ps(a.sum.as_ptr().add(g));
+            let mut s = [_mm512_setzero_ps(); NR];
+            for i in 0..NR {
+                let sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                    mask,
+                    scales[i].add(g) as *const i16,
+                ));
+                let mv = if m.offset_ratio.is_some() {
+                    _mm512_mul_ps(sv, ratio)
+                } else {
+                    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                        mask,
+                        offsets[i].add(g) as *const i16,
+                    ))
+                };
+                s[i] = _mm512_mul_ps(sv, dv);
+                accm[i] = _mm512_fmadd_ps(mv, sumv, accm[i]);
+            }
+            match m.packing {
+                Packing::U8 => {
+                    for j in 0..n / 2 {
+                        let col = (g + 2 * j) * BLOCK;
+                        let x = _mm512_loadu_si512(a.q.as_ptr().add(col) as *const _);
+                        for i in 0..NR {
+                            let w = _mm512_loadu_si512(codes[i].add(col) as *const _);
+                            let dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
+                            let sc = _mm512_permutexvar_ps(idx[j], s[i]);
+                            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sc, acc[i]);
+                        }
+                    }
+                }
+                Packing::U4 | Packing::U5 => {
+                    for c in 0..n / 4 {
+                        let col = (g + 4 * c) * BLOCK;
+                        let x0 = _mm512_loadu_si512(a.q.as_ptr().add(col) as *const _);
+                        let x1 = _mm512_loadu_si512(a.q.as_ptr().add(col + 64) as *const _);
+                        for i in 0..NR {
+                            let raw = _mm512_loadu_si512(codes[i].add(col / 2) as *const _);
+                            let mut lo = _mm512_and_si512(raw, low);
+                            let mut hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
+                            if fifth {
+                                let h0 = high[i].add(col / 64).read();
+                                let h1 = high[i].add(col / 64 + 1).read();
+                                lo = _mm512_or_si512(lo, _mm512_maskz_mov_epi8(h0, bit4));
+                                hi = _mm512_or_si512(hi, _mm512_maskz_mov_epi8(h1, bit4));
+                            }
+                            let d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x0);
+                            let d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, x1);
+                            let s0 = _mm512_permutexvar_ps(idx[2 * c], s[i]);
+                            let s1 = _mm512_permutexvar_ps(idx[2 * c + 1], s[i]);
+                            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), s0, acc[i]);
+                            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), s1, acc[i]);
+                        }
+                    }
+                }
+            }
+            g += n;
+        }
+        for i in 0..NR {
+            out[i] = _mm512_reduce_add_ps(_mm512_sub_ps(acc[i], accm[i]));
         }
     }
 

@@ -30,7 +30,7 @@ impl Proj {
         let mut merged: Vec<QMat> = Vec::new();
         for m in parts.drain(..) {
             match merged.last_mut() {
-                Some(last) if last.packing == m.packing && last.cols == m.cols => last.stack(m),
+                Some(last) if last.can_stack(&m) => last.stack(m),
                 _ => merged.push(m),
             }
         }

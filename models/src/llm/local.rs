@@ -180,6 +180,22 @@ impl LocalLlm {
         self.template
     }
 
+    /// Which code runs the model: `fast`, `candle` (the decoder's engines) or `gemma3`.
+    pub fn engine_name(&self) -> &'static str {
+        match &self.engine {
+            Engine::Decoder(d) => match d.engine() {
+                super::decoder::DecoderEngine::Fast => "fast",
+                super::decoder::DecoderEngine::Candle => "candle",
+            },
+            Engine::Gemma3(_) => "gemma3",
+        }
+    }
+
+    /// Drops the cached system-prompt state (benchmarks measure a cold prompt with it).
+    pub fn forget_prefix(&self) {
+        *self.prefix.lock().expect("prefix lock") = None;
+    }
+
     pub fn threads(&self) -> usize {
         self.threads
     }
