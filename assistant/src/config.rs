@@ -68,8 +68,10 @@ impl Default for Paths {
 pub struct EmbedderSettings {
     /// A converted e5 GGUF to use instead of the cached asset.
     pub path: Option<PathBuf>,
-    /// Upper bound on `batch × padded length` tokens per forward pass.
+    /// Upper bound on the tokens of one forward pass (padded ones too on the candle engine).
     pub max_batch_tokens: Option<usize>,
+    /// `packed` (default: no padding, integer kernels) or `candle` (the earlier path).
+    pub engine: Option<models::EmbedEngine>,
 }
 
 impl EmbedderSettings {
@@ -85,6 +87,9 @@ impl EmbedderSettings {
         let mut c = models::EmbedderConfig::default();
         if let Some(n) = self.max_batch_tokens {
             c.max_batch_tokens = n.max(1);
+        }
+        if let Some(e) = self.engine {
+            c.engine = e;
         }
         c
     }

@@ -573,30 +573,6 @@ impl QMat {
             unsafe { self.rows_into_tiled(x, start, end, dst, n_out) };
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        if x.rows == 1 && simd::available() {
-            const NR: usize = 4;
-            let a = x.row(0);
-            let mut r = start;
-            let mut res = [0f32; NR];
-            while r + NR <= end {
-                // SAFETY: the CPU was checked; rows `r..r + NR` exist.
-                unsafe { simd::dot_multi::<NR>(self, r, a, &mut res) };
-                for (i, v) in res.iter().enumerate() {
-                    // SAFETY: column `r + i` is this task's, inside the one output row.
-                    unsafe { *dst.0.add(r + i) = *v };
-                }
-                r += NR;
-            }
-            while r < end {
-                // SAFETY: as above.
-                unsafe { simd::dot_multi::<1>(self, r, a, &mut res[..1]) };
-                // SAFETY: as above.
-                unsafe { *dst.0.add(r) = res[0] };
-                r += 1;
-            }
-            return;
-        }
         const TILE: usize = 4;
         let mut t = 0;
         while t < x.rows {
@@ -919,104 +895,6 @@ mod simd {
         }
         for t in 0..nt {
             out[t] = _mm512_reduce_add_ps(acc[t]) - _mm512_reduce_add_ps(accm[t]);
-        }
-    }
-
-    /// Rows `r0..r0 + NR` against one activation row (generation): the activation codes are
-    /// loaded once for all `NR` rows, and the rows' loads are independent (more of them in
-    /// flight from memory).
-    ///
-    /// # Safety
-    /// As [`dot_rows`]; `r0 + NR <= m.rows`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub unsafe fn dot_multi<const NR: usize>(m: &QMat, r0: usize, a: ActRow<'_>, out: &mut [f32]) {
-        debug_assert!(r0 + NR <= m.rows);
-        let nb = m.cols / BLOCK;
-        let rb = m.row_bytes();
-        let codes: [*const u8; NR] = std::array::from_fn(|i| m.codes.as_ptr().add((r0 + i) * rb));
-        let scales: [*const u16; NR] = std::array::from_fn(|i| m.scale.as_ptr().add((r0 + i) * nb));
-        let offsets: [*const u16; NR] =
-            std::array::from_fn(|i| m.offset.as_ptr().wrapping_add((r0 + i) * nb));
-        let ratio = _mm512_set1_ps(m.offset_ratio.unwrap_or(0.0));
-        let fifth = m.packing == Packing::U5;
-        let high: [*const u64; NR] = std::array::from_fn(|i| {
-            if fifth {
-                m.high.as_ptr().add((r0 + i) * m.cols / 64)
-            } else {
-                std::ptr::null()
-            }
-        });
-        let mut acc = [_mm512_setzero_ps(); NR];
-        let mut accm = [_mm512_setzero_ps(); NR];
-        let idx: [__m512i; 8] =
-            std::array::from_fn(|j| _mm512_loadu_si512(PAIRS[j].as_ptr() as *const _));
-        let low = _mm512_set1_epi8(0x0F);
-        let bit4 = _mm512_set1_epi8(0x10);
-        let mut g = 0;
-        while g < nb {
-            let n = (nb - g).min(GROUP);
-            let mask: __mmask16 = if n == GROUP { 0xFFFF } else { (1u16 << n) - 1 };
-            let dv = _mm512_loadu_ps(a.d.as_ptr().add(g));
-            let sumv = _mm512_loadu_ps(a.sum.as_ptr().add(g));
-            let mut s = [_mm512_setzero_ps(); NR];
-            for i in 0..NR {
-                let sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
-                    mask,
-                    scales[i].add(g) as *const i16,
-                ));
-                let mv = if m.offset_ratio.is_some() {
-                    _mm512_mul_ps(sv, ratio)
-                } else {
-                    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
-                        mask,
-                        offsets[i].add(g) as *const i16,
-                    ))
-                };
-                s[i] = _mm512_mul_ps(sv, dv);
-                accm[i] = _mm512_fmadd_ps(mv, sumv, accm[i]);
-            }
-            match m.packing {
-                Packing::U8 => {
-                    for j in 0..n / 2 {
-                        let col = (g + 2 * j) * BLOCK;
-                        let x = _mm512_loadu_si512(a.q.as_ptr().add(col) as *const _);
-                        for i in 0..NR {
-                            let w = _mm512_loadu_si512(codes[i].add(col) as *const _);
-                            let dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
-                            let sc = _mm512_permutexvar_ps(idx[j], s[i]);
-                            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sc, acc[i]);
-                        }
-                    }
-                }
-                Packing::U4 | Packing::U5 => {
-                    for c in 0..n / 4 {
-                        let col = (g + 4 * c) * BLOCK;
-                        let x0 = _mm512_loadu_si512(a.q.as_ptr().add(col) as *const _);
-                        let x1 = _mm512_loadu_si512(a.q.as_ptr().add(col + 64) as *const _);
-                        for i in 0..NR {
-                            let raw = _mm512_loadu_si512(codes[i].add(col / 2) as *const _);
-                            let mut lo = _mm512_and_si512(raw, low);
-                            let mut hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
-                            if fifth {
-                                let h0 = high[i].add(col / 64).read();
-                                let h1 = high[i].add(col / 64 + 1).read();
-                                lo = _mm512_or_si512(lo, _mm512_maskz_mov_epi8(h0, bit4));
-                                hi = _mm512_or_si512(hi, _mm512_maskz_mov_epi8(h1, bit4));
-                            }
-                            let d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x0);
-                            let d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, x1);
-                            let s0 = _mm512_permutexvar_ps(idx[2 * c], s[i]);
-                            let s1 = _mm512_permutexvar_ps(idx[2 * c + 1], s[i]);
-                            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), s0, acc[i]);
-                            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), s1, acc[i]);
-                        }
-                    }
-                }
-            }
-            g += n;
-        }
-        for i in 0..NR {
-            out[i] = _mm512_reduce_add_ps(_mm512_sub_ps(acc[i], accm[i]));
         }
     }
 
