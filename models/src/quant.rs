@@ -1010,6 +1010,16 @@ mod tests {
         out
     }
 
+    /// Every row of `m` dequantised is within `tol(want)` of `want` (row-major, `m.cols` wide).
+    fn assert_rows_close(m: &QMat, want: &[f32], tol: impl Fn(f32) -> f32) {
+        for r in 0..m.rows {
+            let row = &want[r * m.cols..(r + 1) * m.cols];
+            for (a, b) in m.dequantize_row(r).iter().zip(row) {
+                assert!((a - b).abs() <= tol(*b), "row {r}: {a} vs {b}");
+            }
+        }
+    }
+
     fn check(m: &QMat, seed: u64) {
         let mut s = seed;
         for rows in [1, 3, 6, 8, 21, 40] {
@@ -1060,15 +1070,7 @@ mod tests {
         assert_eq!(&got[..], &want[256..512]);
         let m = QMat::from_ggml(Source::Q6K, &data, rows, cols).unwrap();
         assert_eq!(m.packing, Packing::U8);
-        for r in 0..rows {
-            for (a, b) in m
-                .dequantize_row(r)
-                .iter()
-                .zip(&want[r * cols..(r + 1) * cols])
-            {
-                assert!((a - b).abs() < 2.0 / 255.0 + 1e-3, "{a} vs {b}");
-            }
-        }
+        assert_rows_close(&m, &want, |_| 2.0 / 255.0 + 1e-3);
         check(&m, 12);
     }
 
@@ -1099,11 +1101,7 @@ mod tests {
         let (rows, cols) = (37, 896);
         let w: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut s) * 0.1).collect();
         let m = QMat::from_f32(&w, rows, cols).unwrap();
-        for r in [0, 17, 36] {
-            for (a, b) in m.dequantize_row(r).iter().zip(&w[r * cols..(r + 1) * cols]) {
-                assert!((a - b).abs() < 0.2 / 255.0 + 1e-4, "{a} vs {b}");
-            }
-        }
+        assert_rows_close(&m, &w, |_| 0.2 / 255.0 + 1e-4);
         check(&m, 9);
     }
 
@@ -1116,15 +1114,7 @@ mod tests {
         let m = QMat::from_ggml(Source::Q4_0, &raw, rows, cols).unwrap();
         assert_eq!(m.packing, Packing::U4);
         let want = crate::e5s::dequantize_q4_0(&raw);
-        for r in 0..rows {
-            for (a, b) in m
-                .dequantize_row(r)
-                .iter()
-                .zip(&want[r * cols..(r + 1) * cols])
-            {
-                assert!((a - b).abs() <= 1e-3 * b.abs().max(1e-3), "{a} vs {b}");
-            }
-        }
+        assert_rows_close(&m, &want, |b| 1e-3 * b.abs().max(1e-3));
         check(&m, 3);
         let u8m = m.to_u8();
         assert_eq!(u8m.dequantize_row(5), m.dequantize_row(5));
