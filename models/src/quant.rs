@@ -1,16 +1,17 @@
 //! Integer matrix products for quantised weights, written for the CPUs the hotline runs on.
 //!
-//! Every weight matrix is held in one of two layouts, each row in blocks of 32 weights with an
-//! f16 scale `s` and an f16 offset `m` (a weight is `s·u − m` for an unsigned code `u`):
-//! [`Packing::U4`] (two codes a byte: Q4_0 and Q4_K convert exactly), [`Packing::U5`] (the
-//! same plus a plane of fifth bits: Q5_0 converts exactly) and [`Packing::U8`]
-//! (one code a byte: Q8_0 and Q5_0 convert exactly; any other type is re-quantised to 8 bits
-//! per block). Activations are quantised per block of 32 to `i8` with an f32 scale, and the
-//! block sums are kept, so
-//! `dot = Σ_b s_b·d_b·Σ u·q − Σ_b m_b·d_b·Σ q`: unsigned codes times signed activations is
-//! exactly what AVX-512 VNNI's `vpdpbusd` multiplies, 64 products an instruction. A scalar
-//! path computes the same sums where that instruction set is missing (and checks the fast one
-//! in tests).
+//! Every weight is `s·u − m` for an unsigned code `u`, with a scale `s` and an offset `m`
+//! constant over a sub-block of a row. The layouts ([`Packing`]): per-block ones, where each
+//! block of 32 weights has an f16 scale and offset — [`Packing::U4`] (two codes a byte: Q4_0
+//! converts exactly), [`Packing::U5`] (the same plus a plane of fifth bits: Q5_0) and
+//! [`Packing::U8`] (one code a byte: Q8_0; any other type is re-quantised to 8 bits per
+//! block) — and the k-quant ones, which keep llama.cpp's two-level scales so that a token
+//! reads no more bytes than the GGUF holds: [`Packing::K4`] (Q4_K) and [`Packing::K6`] (Q6_K).
+//! Activations are quantised per block of 32 to `i8` with an f32 scale, and the sums of each
+//! block and half-block are kept, so `dot = Σ s·d·Σ u·q − Σ m·d·Σ q`: unsigned codes times
+//! signed activations is exactly what AVX-512 VNNI's `vpdpbusd` multiplies, 64 products an
+//! instruction. A scalar path computes the same sums where that instruction set is missing
+//! (and checks the fast one in tests).
 
 use half::f16;
 use rayon::prelude::*;
@@ -18,6 +19,8 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 
 pub const BLOCK: usize = 32;
+/// A k-quant super-block: one f16 scale (and min) over 256 weights.
+const SUPER: usize = 256;
 /// Blocks whose scales are combined in one vector (16 lanes of f32).
 const GROUP: usize = 16;
 
@@ -32,6 +35,43 @@ pub enum Packing {
     U5,
     /// One 8-bit code a byte.
     U8,
+    /// Q4_K: codes as `U4`; per 256 weights an f16 scale `d` and min `dmin`, per block of 32
+    /// a 6-bit scale `a` and min `b` (a weight is `d·a·u − dmin·b`). 4.625 bits a weight.
+    K4,
+    /// Q6_K: nibbles as `U4` plus two planes (bits 4 and 5 of each code, the same word layout
+    /// as `U5`'s); per 256 weights an f16 scale `d`, per 16 an `i8` scale `a` (a weight is
+    /// `d·a·(u − 32)`). 6.56 bits a weight.
+    K6,
+}
+
+impl Packing {
+    /// Codes two a byte (with the high bits, if any, in planes).
+    fn nibbles(self) -> bool {
+        self != Packing::U8
+    }
+
+    /// Bit planes above the nibbles.
+    fn planes(self) -> usize {
+        match self {
+            Packing::U5 => 1,
+            Packing::K6 => 2,
+            _ => 0,
+        }
+    }
+
+    /// Weights over which scale and offset are constant.
+    fn sub_len(self) -> usize {
+        if self == Packing::K6 {
+            16
+        } else {
+            BLOCK
+        }
+    }
+
+    /// Whether `scale` and `offset` are per 256-weight super-block (the k-quants).
+    fn two_level(self) -> bool {
+        matches!(self, Packing::K4 | Packing::K6)
+    }
 }
 
 /// A quantised `rows × cols` matrix (a linear layer's `out × in` weight).
@@ -41,14 +81,21 @@ pub struct QMat {
     pub cols: usize,
     pub packing: Packing,
     codes: Vec<u8>,
-    /// [`Packing::U5`]'s fifth bits, `rows × cols / 64` words.
+    /// The bit planes ([`Packing::planes`]): per row and 64-weight word, the planes side by
+    /// side (bit `i` of plane `p` is bit `4 + p` of weight `64·w + i`).
     high: Vec<u64>,
-    /// Per row, per block: scale and offset (f16 bits), `rows × blocks`.
+    /// Scales (f16 bits): per row and block, or per row and super-block for the k-quants.
     scale: Vec<u16>,
-    /// Empty when every offset is `offset_ratio × scale` (symmetric sources: Q8_0's codes
-    /// are centred on 128, Q5_0's on 16, Q4_0's on 8), which saves two bytes a block.
+    /// Offsets, laid out as `scale`. Empty when every offset is `offset_ratio × scale`
+    /// (symmetric sources: Q8_0's codes are centred on 128, Q5_0's on 16, Q4_0's on 8, Q6_K's
+    /// on 32 — there applied to the sub-block's scale), which saves two bytes a block.
     offset: Vec<u16>,
     offset_ratio: Option<f32>,
+    /// k-quants' sub-block scales: [`Packing::K4`] one 6-bit value a block, [`Packing::K6`]
+    /// one `i8` per 16 weights.
+    sub_scale: Vec<u8>,
+    /// [`Packing::K4`]'s 6-bit mins, one a block.
+    sub_min: Vec<u8>,
 }
 
 /// Activations of one or more rows (tokens), quantised per block.
@@ -62,16 +109,22 @@ pub struct QActs {
     d: Vec<f32>,
     /// `d · Σ q` per block.
     sum: Vec<f32>,
+    /// `d · Σ q` per half-block (16 values; [`Packing::K6`]'s sub-blocks).
+    half: Vec<f32>,
     /// For many rows, the same values in groups of 32 rows laid out for
     /// [`simd::tile`]: per group and block, `[4-value step][row][4 values]` codes, then the
-    /// 32 rows' scales and sums.
+    /// 32 rows' scales, sums and half-block sums.
     tiles: Vec<i8>,
     tile_d: Vec<f32>,
     tile_sum: Vec<f32>,
+    tile_half: Vec<f32>,
 }
 
-/// One activation row's codes, scales and sums, as `fill` hands them out.
-type RowParts<'a> = ((&'a mut [i8], &'a mut [f32]), &'a mut [f32]);
+/// One activation row's codes, scales, sums and half-block sums, as `fill` hands them out.
+type RowParts<'a> = (
+    ((&'a mut [i8], &'a mut [f32]), &'a mut [f32]),
+    &'a mut [f32],
+);
 
 /// Rows from which the tiled product (no horizontal sums) is used.
 const TILE_MIN_ROWS: usize = 8;
@@ -106,17 +159,21 @@ impl QActs {
         self.d.resize(rows * stride_blocks, 0.0);
         self.sum.clear();
         self.sum.resize(rows * stride_blocks, 0.0);
+        self.half.clear();
+        self.half.resize(rows * stride_blocks * 2, 0.0);
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
-            let one_row = |(r, ((q, d), sum)): (usize, RowParts<'_>)| {
+            let one_row = |(r, (((q, d), sum), half)): (usize, RowParts<'_>)| {
                 for b in 0..nb {
                     let src = &x[r * cols + b * BLOCK..r * cols + (b + 1) * BLOCK];
                     // SAFETY: the CPU has AVX-512 (checked); `src` is 32 values and the
                     // destination block is 32 bytes inside this row of `q`.
-                    let (bd, bsum) =
+                    let (bd, lo, hi) =
                         unsafe { simd::quantize_block(src, q[b * BLOCK..].as_mut_ptr()) };
                     d[b] = bd;
-                    sum[b] = bsum;
+                    sum[b] = bd * (lo + hi) as f32;
+                    half[2 * b] = bd * lo as f32;
+                    half[2 * b + 1] = bd * hi as f32;
                 }
             };
             let row_len = stride_blocks * BLOCK;
@@ -125,6 +182,7 @@ impl QActs {
                     .par_chunks_mut(row_len)
                     .zip(self.d.par_chunks_mut(stride_blocks))
                     .zip(self.sum.par_chunks_mut(stride_blocks))
+                    .zip(self.half.par_chunks_mut(2 * stride_blocks))
                     .enumerate()
                     .for_each(one_row);
             } else {
@@ -132,6 +190,7 @@ impl QActs {
                     .chunks_mut(row_len)
                     .zip(self.d.chunks_mut(stride_blocks))
                     .zip(self.sum.chunks_mut(stride_blocks))
+                    .zip(self.half.chunks_mut(2 * stride_blocks))
                     .enumerate()
                     .for_each(one_row);
             }
@@ -147,14 +206,17 @@ impl QActs {
                 let d = amax / 127.0;
                 let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
                 let at = (r * stride_blocks + b) * BLOCK;
-                let mut s = 0i32;
-                for (o, v) in self.q[at..at + BLOCK].iter_mut().zip(src) {
+                let mut s = [0i32; 2];
+                for (j, (o, v)) in self.q[at..at + BLOCK].iter_mut().zip(src).enumerate() {
                     let q = (v * inv).round().clamp(-127.0, 127.0) as i8;
                     *o = q;
-                    s += q as i32;
+                    s[j / 16] += q as i32;
                 }
-                self.d[r * stride_blocks + b] = d;
-                self.sum[r * stride_blocks + b] = d * s as f32;
+                let k = r * stride_blocks + b;
+                self.d[k] = d;
+                self.sum[k] = d * (s[0] + s[1]) as f32;
+                self.half[2 * k] = d * s[0] as f32;
+                self.half[2 * k + 1] = d * s[1] as f32;
             }
         }
     }
@@ -169,15 +231,18 @@ impl QActs {
         self.tile_d.resize(groups * nb * TILE_ROWS, 0.0);
         self.tile_sum.clear();
         self.tile_sum.resize(groups * nb * TILE_ROWS, 0.0);
+        self.tile_half.clear();
+        self.tile_half.resize(groups * nb * 2 * TILE_ROWS, 0.0);
         let sb = self.stride_blocks;
         let rows = self.rows;
-        let (q, d, sum) = (&self.q, &self.d, &self.sum);
+        let (q, d, sum, half) = (&self.q, &self.d, &self.sum, &self.half);
         self.tiles
             .par_chunks_mut(nb * BLOCK * TILE_ROWS)
             .zip(self.tile_d.par_chunks_mut(nb * TILE_ROWS))
             .zip(self.tile_sum.par_chunks_mut(nb * TILE_ROWS))
+            .zip(self.tile_half.par_chunks_mut(nb * 2 * TILE_ROWS))
             .enumerate()
-            .for_each(|(g, ((tiles, td), ts))| {
+            .for_each(|(g, (((tiles, td), ts), th))| {
                 for lane in 0..TILE_ROWS.min(rows - g * TILE_ROWS) {
                     let r = g * TILE_ROWS + lane;
                     for b in 0..nb {
@@ -189,6 +254,9 @@ impl QActs {
                         }
                         td[b * TILE_ROWS + lane] = d[r * sb + b];
                         ts[b * TILE_ROWS + lane] = sum[r * sb + b];
+                        for h in 0..2 {
+                            th[(2 * b + h) * TILE_ROWS + lane] = half[2 * (r * sb + b) + h];
+                        }
                     }
                 }
             });
@@ -200,6 +268,7 @@ impl QActs {
             q: &self.q[r * sb * BLOCK..(r + 1) * sb * BLOCK],
             d: &self.d[r * sb..(r + 1) * sb],
             sum: &self.sum[r * sb..(r + 1) * sb],
+            half: &self.half[2 * r * sb..2 * (r + 1) * sb],
         }
     }
 }
@@ -209,6 +278,7 @@ struct ActRow<'a> {
     q: &'a [i8],
     d: &'a [f32],
     sum: &'a [f32],
+    half: &'a [f32],
 }
 
 fn f16_bits(v: f32) -> u16 {
@@ -226,8 +296,18 @@ pub enum Source {
     Q4K,
     Q5_0,
     Q8_0,
-    /// Re-quantised to 8 bits per block of 32 (its 16-value sub-blocks have their own scales).
     Q6K,
+}
+
+/// One row as a source hands it over, before packing: unpacked codes, then the scales and
+/// offsets as the layout keeps them (per block, or per super-block with the sub-blocks'
+/// integer scales and mins).
+struct RowBuf {
+    codes: Vec<u8>,
+    scale: Vec<f32>,
+    offset: Vec<f32>,
+    sub_scale: Vec<u8>,
+    sub_min: Vec<u8>,
 }
 
 impl QMat {
@@ -235,6 +315,7 @@ impl QMat {
         let unit = match packing {
             Packing::U4 | Packing::U5 => 128,
             Packing::U8 => 2 * BLOCK,
+            Packing::K4 | Packing::K6 => SUPER,
         };
         if cols == 0 || !cols.is_multiple_of(unit) {
             return Err(Error::Format {
@@ -243,60 +324,108 @@ impl QMat {
                 reason: format!("rows of {cols} values are not a multiple of {unit}"),
             });
         }
-        let per_row = match packing {
-            Packing::U4 | Packing::U5 => cols / 2,
-            Packing::U8 => cols,
-        };
-        let high = match packing {
-            Packing::U5 => vec![0; rows * cols / 64],
-            _ => Vec::new(),
-        };
-        let nb = cols / BLOCK;
-        Ok(QMat {
+        let per_row = if packing.nibbles() { cols / 2 } else { cols };
+        let mut m = QMat {
             rows,
             cols,
             packing,
             codes: vec![0; rows * per_row],
-            high,
-            scale: vec![0; rows * nb],
-            offset: vec![0; rows * nb],
+            high: vec![0; rows * cols / 64 * packing.planes()],
+            scale: Vec::new(),
+            offset: Vec::new(),
             offset_ratio: None,
-        })
+            sub_scale: Vec::new(),
+            sub_min: Vec::new(),
+        };
+        m.scale = vec![0; rows * m.scales_per_row()];
+        m.offset = m.scale.clone();
+        m.sub_scale = vec![0; rows * m.subs_per_row()];
+        if packing == Packing::K4 {
+            m.sub_min = m.sub_scale.clone();
+        }
+        Ok(m)
+    }
+
+    /// Entries of `scale` (and `offset`) a row.
+    fn scales_per_row(&self) -> usize {
+        if self.packing.two_level() {
+            self.cols / SUPER
+        } else {
+            self.cols / BLOCK
+        }
+    }
+
+    /// Entries of `sub_scale` a row.
+    fn subs_per_row(&self) -> usize {
+        if self.packing.two_level() {
+            self.cols / self.packing.sub_len()
+        } else {
+            0
+        }
     }
 
     fn row_bytes(&self) -> usize {
-        match self.packing {
-            Packing::U4 | Packing::U5 => self.cols / 2,
-            Packing::U8 => self.cols,
+        if self.packing.nibbles() {
+            self.cols / 2
+        } else {
+            self.cols
         }
     }
 
     fn code(&self, row: usize, col: usize) -> u8 {
         let rb = self.row_bytes();
+        if !self.packing.nibbles() {
+            return self.codes[row * rb + col];
+        }
+        let (chunk, i) = (col / 128, col % 128);
+        let b = self.codes[row * rb + chunk * 64 + (i % 64)];
+        let mut u = if i < 64 { b & 0x0F } else { b >> 4 };
+        let planes = self.packing.planes();
+        for p in 0..planes {
+            let w = self.high[(row * self.cols / 64 + col / 64) * planes + p];
+            u |= (((w >> (col % 64)) & 1) as u8) << (4 + p);
+        }
+        u
+    }
+
+    /// The scale and offset of row `row`'s sub-block `s` (of [`Packing::sub_len`] weights).
+    fn sub_params(&self, row: usize, s: usize) -> (f32, f32) {
         match self.packing {
-            Packing::U8 => self.codes[row * rb + col],
-            Packing::U4 | Packing::U5 => {
-                let (chunk, i) = (col / 128, col % 128);
-                let b = self.codes[row * rb + chunk * 64 + (i % 64)];
-                let low = if i < 64 { b & 0x0F } else { b >> 4 };
-                if self.packing == Packing::U5 {
-                    let w = self.high[row * self.cols / 64 + col / 64];
-                    low | ((((w >> (col % 64)) & 1) as u8) << 4)
-                } else {
-                    low
+            Packing::U4 | Packing::U5 | Packing::U8 => {
+                let k = row * self.cols / BLOCK + s;
+                let sc = f16_val(self.scale[k]);
+                match self.offset_ratio {
+                    Some(ratio) => (sc, ratio * sc),
+                    None => (sc, f16_val(self.offset[k])),
                 }
+            }
+            Packing::K4 => {
+                let sup = row * self.cols / SUPER + s / (SUPER / BLOCK);
+                let k = row * self.cols / BLOCK + s;
+                (
+                    f16_val(self.scale[sup]) * self.sub_scale[k] as f32,
+                    f16_val(self.offset[sup]) * self.sub_min[k] as f32,
+                )
+            }
+            Packing::K6 => {
+                let sup = row * self.cols / SUPER + s / 16;
+                let k = row * self.cols / 16 + s;
+                let sc = f16_val(self.scale[sup]) * self.sub_scale[k] as i8 as f32;
+                (sc, self.offset_ratio.unwrap_or(0.0) * sc)
             }
         }
     }
 
-    /// Converts raw GGML blocks (`rows × cols` values, row-major) without loss: 4-bit types to
-    /// [`Packing::U4`] when rows are whole 128-value chunks, everything else to
-    /// [`Packing::U8`].
+    /// Converts raw GGML blocks (`rows × cols` values, row-major) without loss: Q4_0 to
+    /// [`Packing::U4`] and Q5_0 to [`Packing::U5`] when rows are whole 128-value chunks,
+    /// Q4_K to [`Packing::K4`], Q6_K to [`Packing::K6`], everything else to [`Packing::U8`].
     pub fn from_ggml(src: Source, data: &[u8], rows: usize, cols: usize) -> Result<QMat> {
         let packing = match src {
             // Rows that are not whole 128-value chunks keep one code a byte.
-            Source::Q4_0 | Source::Q4K if cols.is_multiple_of(128) => Packing::U4,
+            Source::Q4_0 if cols.is_multiple_of(128) => Packing::U4,
             Source::Q5_0 if cols.is_multiple_of(128) => Packing::U5,
+            Source::Q4K => Packing::K4,
+            Source::Q6K => Packing::K6,
             _ => Packing::U8,
         };
         let (block_vals, block_bytes) = match src {
@@ -316,73 +445,66 @@ impl QMat {
             return Err(bad());
         }
         let per_row = cols / block_vals;
-        if src == Source::Q6K {
-            return QMat::build(rows, cols, packing, None, |r, codes, scale, offset| {
-                let mut row = vec![0f32; cols];
-                for b in 0..per_row {
-                    let at = (r * per_row + b) * block_bytes;
-                    dequantize_q6k(
-                        &data[at..at + block_bytes],
-                        &mut row[b * 256..(b + 1) * 256],
-                    );
-                }
-                quantize_row_u8(&row, codes, scale, offset);
-            });
-        }
         let ratio = match src {
             Source::Q8_0 => Some(128.0),
             Source::Q5_0 => Some(16.0),
             Source::Q4_0 => Some(8.0),
-            Source::Q4K | Source::Q6K => None,
+            Source::Q6K => Some(32.0),
+            Source::Q4K => None,
         };
-        QMat::build(rows, cols, packing, ratio, |r, codes, scale, offset| {
+        QMat::build(rows, cols, packing, ratio, |r, out| {
             for b in 0..per_row {
                 let at = (r * per_row + b) * block_bytes;
                 let blk = &data[at..at + block_bytes];
-                let d = f16_val(u16::from_le_bytes([blk[0], blk[1]]));
                 let base = b * block_vals;
-                let c = &mut codes[base..base + block_vals];
+                let c = &mut out.codes[base..base + block_vals];
                 match src {
-                    Source::Q8_0 => {
-                        (scale[base / BLOCK], offset[base / BLOCK]) = (d, 128.0 * d);
-                        for j in 0..32 {
-                            c[j] = (blk[2 + j] as i8 as i16 + 128) as u8;
-                        }
-                    }
-                    Source::Q4_0 => {
-                        (scale[base / BLOCK], offset[base / BLOCK]) = (d, 8.0 * d);
-                        for j in 0..16 {
-                            c[j] = blk[2 + j] & 0x0F;
-                            c[j + 16] = blk[2 + j] >> 4;
-                        }
-                    }
-                    Source::Q5_0 => {
-                        (scale[base / BLOCK], offset[base / BLOCK]) = (d, 16.0 * d);
-                        let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
-                        for j in 0..16 {
-                            let h0 = (((qh >> j) << 4) & 0x10) as u8;
-                            let h1 = ((qh >> (j + 12)) & 0x10) as u8;
-                            c[j] = (blk[6 + j] & 0x0F) | h0;
-                            c[j + 16] = (blk[6 + j] >> 4) | h1;
-                        }
-                    }
-                    Source::Q6K => unreachable!("handled above"),
-                    Source::Q4K => {
-                        let dmin = f16_val(u16::from_le_bytes([blk[2], blk[3]]));
-                        let scales = &blk[4..16];
-                        let qs = &blk[16..144];
-                        for chunk in 0..4 {
-                            let q = &qs[chunk * 32..chunk * 32 + 32];
-                            for half in 0..2 {
-                                let (sc, mn) = scale_min_k4(2 * chunk + half, scales);
-                                let col0 = chunk * 64 + half * 32;
-                                let blk_i = (base + col0) / BLOCK;
-                                (scale[blk_i], offset[blk_i]) = (d * sc as f32, dmin * mn as f32);
-                                for (l, &byte) in q.iter().enumerate() {
-                                    c[col0 + l] = if half == 0 { byte & 0x0F } else { byte >> 4 };
+                    Source::Q8_0 | Source::Q4_0 | Source::Q5_0 => {
+                        let d = f16_val(u16::from_le_bytes([blk[0], blk[1]]));
+                        out.scale[base / BLOCK] = d;
+                        match src {
+                            Source::Q8_0 => {
+                                for j in 0..32 {
+                                    c[j] = (blk[2 + j] as i8 as i16 + 128) as u8;
+                                }
+                            }
+                            Source::Q4_0 => {
+                                for j in 0..16 {
+                                    c[j] = blk[2 + j] & 0x0F;
+                                    c[j + 16] = blk[2 + j] >> 4;
+                                }
+                            }
+                            _ => {
+                                let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                                for j in 0..16 {
+                                    let h0 = (((qh >> j) << 4) & 0x10) as u8;
+                                    let h1 = ((qh >> (j + 12)) & 0x10) as u8;
+                                    c[j] = (blk[6 + j] & 0x0F) | h0;
+                                    c[j + 16] = (blk[6 + j] >> 4) | h1;
                                 }
                             }
                         }
+                    }
+                    Source::Q4K => {
+                        out.scale[b] = f16_val(u16::from_le_bytes([blk[0], blk[1]]));
+                        out.offset[b] = f16_val(u16::from_le_bytes([blk[2], blk[3]]));
+                        let qs = &blk[16..144];
+                        for sub in 0..8 {
+                            let (sc, mn) = scale_min_k4(sub, &blk[4..16]);
+                            out.sub_scale[8 * b + sub] = sc;
+                            out.sub_min[8 * b + sub] = mn;
+                            // Chunk of 64: low nibbles are its first 32 values, high the rest.
+                            let q = &qs[(sub / 2) * 32..(sub / 2) * 32 + 32];
+                            for (l, &byte) in q.iter().enumerate() {
+                                c[sub * 32 + l] =
+                                    if sub % 2 == 0 { byte & 0x0F } else { byte >> 4 };
+                            }
+                        }
+                    }
+                    Source::Q6K => {
+                        out.scale[b] = f16_val(u16::from_le_bytes([blk[208], blk[209]]));
+                        out.sub_scale[16 * b..16 * b + 16].copy_from_slice(&blk[192..208]);
+                        q6k_codes(&blk[..192], c);
                     }
                 }
             }
@@ -392,23 +514,27 @@ impl QMat {
     /// Quantises f32 weights to 8 bits per block of 32 (min to max in 255 steps).
     pub fn from_f32(w: &[f32], rows: usize, cols: usize) -> Result<QMat> {
         assert_eq!(w.len(), rows * cols);
-        QMat::build(rows, cols, Packing::U8, None, |r, codes, scale, offset| {
-            quantize_row_u8(&w[r * cols..(r + 1) * cols], codes, scale, offset)
+        QMat::build(rows, cols, Packing::U8, None, |r, out| {
+            quantize_row_u8(
+                &w[r * cols..(r + 1) * cols],
+                &mut out.codes,
+                &mut out.scale,
+                &mut out.offset,
+            )
         })
     }
 
-    /// Builds a matrix row by row, rows in parallel: `row(r, codes, scales, offsets)` fills
-    /// row `r`'s unpacked codes (`cols`) and per-block scales and offsets.
+    /// Builds a matrix row by row, rows in parallel: `row(r, buf)` fills row `r`'s unpacked
+    /// codes and its scales and offsets as the layout keeps them (see [`RowBuf`]).
     fn build(
         rows: usize,
         cols: usize,
         packing: Packing,
         offset_ratio: Option<f32>,
-        row: impl Fn(usize, &mut [u8], &mut [f32], &mut [f32]) + Sync,
+        row: impl Fn(usize, &mut RowBuf) + Sync,
     ) -> Result<QMat> {
         const CHUNK: usize = 256;
-        QMat::empty(0, cols, packing)?;
-        let nb = cols / BLOCK;
+        let proto = QMat::empty(1, cols, packing)?;
         let parts: Vec<QMat> = (0..rows.div_ceil(CHUNK))
             .into_par_iter()
             .map(|c| {
@@ -418,52 +544,70 @@ impl QMat {
                     m.offset = Vec::new();
                     m.offset_ratio = offset_ratio;
                 }
-                let mut codes = vec![0u8; cols];
-                let (mut sc, mut of) = (vec![0f32; nb], vec![0f32; nb]);
+                let mut buf = RowBuf {
+                    codes: vec![0; cols],
+                    scale: vec![0.0; proto.scale.len()],
+                    offset: vec![0.0; proto.scale.len()],
+                    sub_scale: vec![0; proto.sub_scale.len()],
+                    sub_min: vec![0; proto.sub_min.len()],
+                };
                 for r in r0..r1 {
-                    row(r, &mut codes, &mut sc, &mut of);
-                    m.pack_row(r - r0, &codes, &sc, &of);
+                    row(r, &mut buf);
+                    m.pack_row(r - r0, &buf);
                 }
                 m
             })
             .collect();
         let mut out = QMat::empty(0, cols, packing)?;
-        out.offset_ratio = offset_ratio;
+        if offset_ratio.is_some() {
+            out.offset = Vec::new();
+            out.offset_ratio = offset_ratio;
+        }
         for p in parts {
             out.stack(p);
         }
         Ok(out)
     }
 
-    /// Writes row `r` from its unpacked codes and f32 block scales and offsets.
-    fn pack_row(&mut self, r: usize, codes: &[u8], scale: &[f32], offset: &[f32]) {
-        let nb = self.cols / BLOCK;
-        for b in 0..nb {
-            self.scale[r * nb + b] = f16_bits(scale[b]);
-            if self.offset_ratio.is_none() {
-                self.offset[r * nb + b] = f16_bits(offset[b]);
+    /// Writes row `r` from its unpacked form.
+    fn pack_row(&mut self, r: usize, buf: &RowBuf) {
+        let ns = self.scales_per_row();
+        for (i, &v) in buf.scale.iter().enumerate() {
+            self.scale[r * ns + i] = f16_bits(v);
+        }
+        if self.offset_ratio.is_none() {
+            for (i, &v) in buf.offset.iter().enumerate() {
+                self.offset[r * ns + i] = f16_bits(v);
             }
         }
+        let nsub = self.subs_per_row();
+        self.sub_scale[r * nsub..(r + 1) * nsub].copy_from_slice(&buf.sub_scale);
+        if !self.sub_min.is_empty() {
+            self.sub_min[r * nsub..(r + 1) * nsub].copy_from_slice(&buf.sub_min);
+        }
         let rb = self.row_bytes();
+        let codes = &buf.codes;
         let dst = &mut self.codes[r * rb..(r + 1) * rb];
-        match self.packing {
-            Packing::U8 => dst.copy_from_slice(codes),
-            Packing::U4 | Packing::U5 => {
-                for (c, out) in dst.chunks_mut(64).enumerate() {
-                    let src = &codes[c * 128..(c + 1) * 128];
-                    for j in 0..64 {
-                        out[j] = (src[j] & 0x0F) | (src[64 + j] << 4);
-                    }
-                }
-                if self.packing == Packing::U5 {
-                    let words = self.cols / 64;
-                    for (w, word) in self.high[r * words..(r + 1) * words].iter_mut().enumerate() {
-                        *word = codes[w * 64..(w + 1) * 64]
-                            .iter()
-                            .enumerate()
-                            .fold(0u64, |acc, (j, &u)| acc | (((u >> 4) & 1) as u64) << j);
-                    }
-                }
+        if !self.packing.nibbles() {
+            dst.copy_from_slice(codes);
+            return;
+        }
+        for (c, out) in dst.chunks_mut(64).enumerate() {
+            let src = &codes[c * 128..(c + 1) * 128];
+            for j in 0..64 {
+                out[j] = (src[j] & 0x0F) | (src[64 + j] << 4);
+            }
+        }
+        let planes = self.packing.planes();
+        let words = self.cols / 64;
+        for w in 0..words {
+            for p in 0..planes {
+                self.high[(r * words + w) * planes + p] = codes[w * 64..(w + 1) * 64]
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |acc, (j, &u)| {
+                        acc | (((u >> (4 + p)) & 1) as u64) << j
+                    });
             }
         }
     }
@@ -477,55 +621,61 @@ impl QMat {
 
     /// Appends `other`'s rows (same layout and width) below this matrix's.
     pub fn stack(&mut self, other: QMat) {
-        assert!(other.packing == self.packing && other.cols == self.cols);
-        assert_eq!(other.offset_ratio, self.offset_ratio);
+        assert!(self.can_stack(&other));
         self.rows += other.rows;
         self.codes.extend(other.codes);
         self.high.extend(other.high);
         self.scale.extend(other.scale);
         self.offset.extend(other.offset);
+        self.sub_scale.extend(other.sub_scale);
+        self.sub_min.extend(other.sub_min);
     }
 
     /// The same matrix with one code a byte (twice the memory of [`Packing::U4`], no
-    /// unpacking in the batched product; the embedder's 21 M weights are worth it).
+    /// unpacking in the batched product; the embedder's 21 M weights are worth it). The
+    /// k-quants have no exact per-block form: they are re-quantised to 8 bits.
     pub fn to_u8(&self) -> QMat {
-        if self.packing == Packing::U8 {
-            return self.clone();
-        }
-        let mut codes = Vec::with_capacity(self.rows * self.cols);
-        for r in 0..self.rows {
-            codes.extend((0..self.cols).map(|c| self.code(r, c)));
-        }
-        QMat {
-            packing: Packing::U8,
-            codes,
-            high: Vec::new(),
-            ..self.clone()
+        match self.packing {
+            Packing::U8 => self.clone(),
+            Packing::K4 | Packing::K6 => {
+                let w: Vec<f32> = (0..self.rows)
+                    .flat_map(|r| self.dequantize_row(r))
+                    .collect();
+                QMat::from_f32(&w, self.rows, self.cols).expect("k-quant rows are whole blocks")
+            }
+            Packing::U4 | Packing::U5 => {
+                let mut codes = Vec::with_capacity(self.rows * self.cols);
+                for r in 0..self.rows {
+                    codes.extend((0..self.cols).map(|c| self.code(r, c)));
+                }
+                QMat {
+                    packing: Packing::U8,
+                    codes,
+                    high: Vec::new(),
+                    ..self.clone()
+                }
+            }
         }
     }
 
     /// The weights as f32 (tests, and the rare caller that needs a dense copy).
     pub fn dequantize_row(&self, row: usize) -> Vec<f32> {
-        let nb = self.cols / BLOCK;
+        let l = self.packing.sub_len();
         (0..self.cols)
             .map(|c| {
-                let b = row * nb + c / BLOCK;
-                f16_val(self.scale[b]) * self.code(row, c) as f32 - self.block_offset(b)
+                let (sc, of) = self.sub_params(row, c / l);
+                sc * self.code(row, c) as f32 - of
             })
             .collect()
     }
 
-    /// The offset of block `k` (row-major over `rows × blocks`).
-    fn block_offset(&self, k: usize) -> f32 {
-        match self.offset_ratio {
-            Some(ratio) => ratio * f16_val(self.scale[k]),
-            None => f16_val(self.offset[k]),
-        }
-    }
-
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.codes.len() + 8 * self.high.len() + 2 * (self.scale.len() + self.offset.len())
+        self.codes.len()
+            + 8 * self.high.len()
+            + 2 * (self.scale.len() + self.offset.len())
+            + self.sub_scale.len()
+            + self.sub_min.len()
     }
 
     /// `out[t][r] = Σ_c w[r][c] · x[t][c]` for every row `t` of `x`, rows of `self` split
@@ -609,10 +759,12 @@ impl QMat {
         const SPAN: usize = 16;
         let nb = self.cols / BLOCK;
         let rb = self.row_bytes();
+        let l = self.packing.sub_len();
+        let ns = self.cols / l;
         let groups = x.rows.div_ceil(TILE_ROWS);
         let mut unpacked = vec![0u8; R * self.cols];
-        let mut sc = vec![0f32; R * nb];
-        let mut of = vec![0f32; R * nb];
+        let mut sc = vec![0f32; R * ns];
+        let mut of = vec![0f32; R * ns];
         let mut g0 = 0;
         while g0 < groups {
             let g1 = (g0 + SPAN).min(groups);
@@ -621,52 +773,36 @@ impl QMat {
                 let nr = (end - r0).min(R);
                 // Rows past the end repeat the last one (their results are dropped).
                 let rows: [usize; R] = std::array::from_fn(|i| r0 + i.min(nr - 1));
-                let codes: [&[u8]; R] = match self.packing {
-                    Packing::U8 => rows.map(|r| &self.codes[r * rb..(r + 1) * rb]),
-                    Packing::U4 | Packing::U5 => {
-                        for (i, &r) in rows.iter().enumerate() {
-                            let dst = &mut unpacked[i * self.cols..(i + 1) * self.cols];
-                            let src = &self.codes[r * rb..(r + 1) * rb];
-                            for (c, chunk) in src.chunks(64).enumerate() {
-                                for (j, &byte) in chunk.iter().enumerate() {
-                                    dst[c * 128 + j] = byte & 0x0F;
-                                    dst[c * 128 + 64 + j] = byte >> 4;
-                                }
-                            }
-                            if self.packing == Packing::U5 {
-                                let words =
-                                    &self.high[r * self.cols / 64..(r + 1) * self.cols / 64];
-                                for (w, &bits) in words.iter().enumerate() {
-                                    for j in 0..64 {
-                                        dst[w * 64 + j] |= (((bits >> j) & 1) as u8) << 4;
-                                    }
-                                }
-                            }
-                        }
-                        std::array::from_fn(|i| &unpacked[i * self.cols..(i + 1) * self.cols])
+                let codes: [&[u8]; R] = if self.packing.nibbles() {
+                    for (i, &r) in rows.iter().enumerate() {
+                        // SAFETY: the CPU was checked by the caller; the row is `cols` wide.
+                        unsafe {
+                            simd::unpack_row(self, r, &mut unpacked[i * self.cols..][..self.cols])
+                        };
                     }
+                    std::array::from_fn(|i| &unpacked[i * self.cols..(i + 1) * self.cols])
+                } else {
+                    rows.map(|r| &self.codes[r * rb..(r + 1) * rb])
                 };
                 for (i, &r) in rows.iter().enumerate() {
-                    for b in 0..nb {
-                        sc[i * nb + b] = f16_val(self.scale[r * nb + b]);
-                        of[i * nb + b] = self.block_offset(r * nb + b);
+                    for s in 0..ns {
+                        (sc[i * ns + s], of[i * ns + s]) = self.sub_params(r, s);
                     }
                 }
                 for g in g0..g1 {
                     let mut res = [[0f32; TILE_ROWS]; R];
+                    let xq = &x.tiles[g * nb * BLOCK * TILE_ROWS..];
+                    let xd = &x.tile_d[g * nb * TILE_ROWS..];
                     // SAFETY: the CPU was checked by the caller; the slices hold what `tile`
                     // reads (it asserts their lengths).
                     unsafe {
-                        simd::tile(
-                            &codes,
-                            &sc,
-                            &of,
-                            self.cols,
-                            &x.tiles[g * nb * BLOCK * TILE_ROWS..],
-                            &x.tile_d[g * nb * TILE_ROWS..],
-                            &x.tile_sum[g * nb * TILE_ROWS..],
-                            &mut res,
-                        )
+                        if l == BLOCK {
+                            let xs = &x.tile_sum[g * nb * TILE_ROWS..];
+                            simd::tile::<1>(&codes, &sc, &of, self.cols, xq, xd, xs, &mut res)
+                        } else {
+                            let xs = &x.tile_half[g * nb * 2 * TILE_ROWS..];
+                            simd::tile::<2>(&codes, &sc, &of, self.cols, xq, xd, xs, &mut res)
+                        }
                     };
                     let lanes = (x.rows - g * TILE_ROWS).min(TILE_ROWS);
                     for lane in 0..lanes {
@@ -694,16 +830,18 @@ impl QMat {
     }
 
     fn dot_rows_scalar(&self, r: usize, acts: &[ActRow<'_>], out: &mut [f32]) {
-        let nb = self.cols / BLOCK;
+        let l = self.packing.sub_len();
         for (a, o) in acts.iter().zip(out.iter_mut()) {
             let mut acc = 0f32;
-            for b in 0..nb {
-                let mut s = 0i32;
-                for j in 0..BLOCK {
-                    s += self.code(r, b * BLOCK + j) as i32 * a.q[b * BLOCK + j] as i32;
+            for s in 0..self.cols / l {
+                let mut dot = 0i32;
+                for j in s * l..(s + 1) * l {
+                    dot += self.code(r, j) as i32 * a.q[j] as i32;
                 }
-                let k = r * nb + b;
-                acc += f16_val(self.scale[k]) * a.d[b] * s as f32 - self.block_offset(k) * a.sum[b];
+                let (sc, of) = self.sub_params(r, s);
+                let b = s * l / BLOCK;
+                let xsum = if l == BLOCK { a.sum[b] } else { a.half[s] };
+                acc += sc * a.d[b] * dot as f32 - of * xsum;
             }
             *o = acc;
         }
@@ -726,26 +864,18 @@ fn quantize_row_u8(row: &[f32], codes: &mut [u8], scale: &mut [f32], offset: &mu
     }
 }
 
-/// One ggml Q6_K block (256 values: 4-bit low parts, 2-bit high parts, 16 signed 8-bit
-/// sub-block scales, an f16 scale) to f32.
-fn dequantize_q6k(blk: &[u8], out: &mut [f32]) {
-    let (ql, rest) = blk.split_at(128);
-    let (qh, rest) = rest.split_at(64);
-    let (sc, d) = rest.split_at(16);
-    let d = f16_val(u16::from_le_bytes([d[0], d[1]]));
+/// One ggml Q6_K block's 256 codes (0 to 63, the value plus 32) from its 128 bytes of low
+/// parts and 64 of high parts.
+fn q6k_codes(blk: &[u8], c: &mut [u8]) {
+    let (ql, qh) = blk.split_at(128);
     for half in 0..2 {
-        let (ql, qh, sc) = (&ql[64 * half..], &qh[32 * half..], &sc[8 * half..]);
-        let y = &mut out[128 * half..128 * (half + 1)];
+        let (ql, qh) = (&ql[64 * half..], &qh[32 * half..]);
+        let c = &mut c[128 * half..];
         for l in 0..32 {
-            let is = l / 16;
-            let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32 - 32;
-            let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-            y[l] = d * (sc[is] as i8) as f32 * q1 as f32;
-            y[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
-            y[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
-            y[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
+            c[l] = (ql[l] & 0xF) | ((qh[l] & 3) << 4);
+            c[l + 32] = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+            c[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            c[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
         }
     }
 }
@@ -767,7 +897,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 mod simd {
     use std::arch::x86_64::*;
 
-    use super::{ActRow, Packing, QMat, BLOCK, GROUP};
+    use super::{f16_val, ActRow, Packing, QMat, BLOCK, GROUP, SUPER};
 
     pub fn available() -> bool {
         static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -780,26 +910,98 @@ mod simd {
         })
     }
 
-    /// Lane → block index for the pair of blocks `(2j, 2j + 1)` of a group.
-    const PAIRS: [[i32; 16]; 8] = {
+    /// Lane `l` → `k·j + l / (16 / k)` for `j` in `0..16 / k`: which of 16 scales a lane of
+    /// 4-product sums needs, when a vector of 64 weights spans `k` sub-blocks.
+    const fn lanes(k: usize) -> [[i32; 16]; 8] {
         let mut t = [[0i32; 16]; 8];
         let mut j = 0;
-        while j < 8 {
+        while j < 16 / k {
             let mut l = 0;
             while l < 16 {
-                t[j][l] = (2 * j + l / 8) as i32;
+                t[j][l] = (k * j + l / (16 / k)) as i32;
                 l += 1;
             }
             j += 1;
         }
         t
-    };
+    }
+
+    /// Blocks of 32: the pair `(2j, 2j + 1)` in a vector of 64 weights.
+    const PAIRS: [[i32; 16]; 8] = lanes(2);
+    /// Sub-blocks of 16: four in a vector of 64 weights.
+    const QUADS: [[i32; 16]; 8] = lanes(4);
+    /// Lane `l` → `l / 2`: a block's activation scale for each of its two sub-blocks.
+    const DUP: [i32; 16] = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7];
+
+    /// The codes of 128 weights of a nibble layout, chunk `c` of a row (`codes` and `high`
+    /// point at the row's first byte and word): the first 64 and the last 64, one a byte.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW; the chunk lies inside the row.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    unsafe fn nibbles(
+        packing: Packing,
+        codes: *const u8,
+        high: *const u64,
+        c: usize,
+    ) -> (__m512i, __m512i) {
+        let raw = _mm512_loadu_si512(codes.add(c * 64) as *const _);
+        let low = _mm512_set1_epi8(0x0F);
+        let mut lo = _mm512_and_si512(raw, low);
+        let mut hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
+        match packing {
+            Packing::U5 => {
+                let bit4 = _mm512_set1_epi8(0x10);
+                lo = _mm512_or_si512(lo, _mm512_maskz_mov_epi8(high.add(2 * c).read(), bit4));
+                hi = _mm512_or_si512(hi, _mm512_maskz_mov_epi8(high.add(2 * c + 1).read(), bit4));
+            }
+            Packing::K6 => {
+                let (bit4, bit5) = (_mm512_set1_epi8(0x10), _mm512_set1_epi8(0x20));
+                let h = high.add(4 * c);
+                lo = _mm512_or_si512(lo, _mm512_maskz_mov_epi8(h.read(), bit4));
+                lo = _mm512_or_si512(lo, _mm512_maskz_mov_epi8(h.add(1).read(), bit5));
+                hi = _mm512_or_si512(hi, _mm512_maskz_mov_epi8(h.add(2).read(), bit4));
+                hi = _mm512_or_si512(hi, _mm512_maskz_mov_epi8(h.add(3).read(), bit5));
+            }
+            _ => {}
+        }
+        (lo, hi)
+    }
+
+    /// Row `r` of a nibble layout unpacked to one code a byte (`dst`: `m.cols` bytes).
+    ///
+    /// # Safety
+    /// AVX-512 F/BW; `m` is a nibble layout.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn unpack_row(m: &QMat, r: usize, dst: &mut [u8]) {
+        assert!(m.packing.nibbles() && dst.len() == m.cols && r < m.rows);
+        let codes = m.codes.as_ptr().add(r * m.row_bytes());
+        let high = m
+            .high
+            .as_ptr()
+            .wrapping_add(r * m.cols / 64 * m.packing.planes());
+        for c in 0..m.cols / 128 {
+            let (lo, hi) = nibbles(m.packing, codes, high, c);
+            _mm512_storeu_si512(dst.as_mut_ptr().add(c * 128) as *mut _, lo);
+            _mm512_storeu_si512(dst.as_mut_ptr().add(c * 128 + 64) as *mut _, hi);
+        }
+    }
 
     /// # Safety
     /// The CPU must support AVX-512 F/BW/VL/VNNI; `acts` rows hold `m.cols` values padded to
     /// a whole group; at most 4 rows.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub unsafe fn dot_rows(m: &QMat, r: usize, acts: &[ActRow<'_>], out: &mut [f32]) {
+        if m.packing == Packing::K6 {
+            match acts.len() {
+                1 => dot_rows_k6::<1>(m, r, acts, out),
+                2 => dot_rows_k6::<2>(m, r, acts, out),
+                3 => dot_rows_k6::<3>(m, r, acts, out),
+                _ => dot_rows_k6::<4>(m, r, acts, out),
+            }
+            return;
+        }
         match acts.len() {
             1 => dot_rows_n::<1>(m, r, acts, out),
             2 => dot_rows_n::<2>(m, r, acts, out),
@@ -808,6 +1010,7 @@ mod simd {
         }
     }
 
+    /// The per-block layouts and [`Packing::K4`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     #[inline]
     unsafe fn dot_rows_n<const NT: usize>(
@@ -818,25 +1021,55 @@ mod simd {
     ) {
         let nt = NT;
         let nb = m.cols / BLOCK;
-        let rb = m.row_bytes();
-        let codes = m.codes.as_ptr().add(r * rb);
-        let scales = m.scale.as_ptr().add(r * nb);
-        let offsets = m.offset.as_ptr().wrapping_add(r * nb);
+        let codes = m.codes.as_ptr().add(r * m.row_bytes());
+        let high = m
+            .high
+            .as_ptr()
+            .wrapping_add(r * m.cols / 64 * m.packing.planes());
+        let k4 = m.packing == Packing::K4;
+        let scales = m.scale.as_ptr().add(r * m.scales_per_row());
+        let offsets = m.offset.as_ptr().wrapping_add(r * m.scales_per_row());
         let ratio = _mm512_set1_ps(m.offset_ratio.unwrap_or(0.0));
         let mut acc = [_mm512_setzero_ps(); NT];
         let mut accm = [_mm512_setzero_ps(); NT];
         let idx: [__m512i; 8] =
             std::array::from_fn(|j| _mm512_loadu_si512(PAIRS[j].as_ptr() as *const _));
-        let low = _mm512_set1_epi8(0x0F);
         let mut g = 0;
         while g < nb {
             let n = (nb - g).min(GROUP);
             let mask: __mmask16 = if n == GROUP { 0xFFFF } else { (1u16 << n) - 1 };
-            let sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, scales.add(g) as *const i16));
-            let mv = if m.offset_ratio.is_some() {
-                _mm512_mul_ps(sv, ratio)
+            let (sv, mv) = if k4 {
+                // Two super-blocks of 8 blocks: integer sub-scales times their `d`.
+                let sub = |v: &[u8]| {
+                    let p = v.as_ptr().add(r * nb + g) as *const i8;
+                    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, p)))
+                };
+                let sup = g / (SUPER / BLOCK);
+                let two = |p: *const u16| {
+                    let second = if n > 8 {
+                        f16_val(p.add(sup + 1).read())
+                    } else {
+                        0.0
+                    };
+                    _mm512_mask_blend_ps(
+                        0xFF00,
+                        _mm512_set1_ps(f16_val(p.add(sup).read())),
+                        _mm512_set1_ps(second),
+                    )
+                };
+                (
+                    _mm512_mul_ps(sub(&m.sub_scale), two(scales)),
+                    _mm512_mul_ps(sub(&m.sub_min), two(offsets)),
+                )
             } else {
-                _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, offsets.add(g) as *const i16))
+                let sv =
+                    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, scales.add(g) as *const i16));
+                let mv = if m.offset_ratio.is_some() {
+                    _mm512_mul_ps(sv, ratio)
+                } else {
+                    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, offsets.add(g) as *const i16))
+                };
+                (sv, mv)
             };
             let mut s = [_mm512_setzero_ps(); NT];
             for t in 0..nt {
@@ -844,50 +1077,32 @@ mod simd {
                 s[t] = _mm512_mul_ps(sv, _mm512_loadu_ps(a.d.as_ptr().add(g)));
                 accm[t] = _mm512_fmadd_ps(mv, _mm512_loadu_ps(a.sum.as_ptr().add(g)), accm[t]);
             }
-            match m.packing {
-                Packing::U8 => {
-                    for j in 0..n / 2 {
-                        let col = (g + 2 * j) * BLOCK;
-                        let w = _mm512_loadu_si512(codes.add(col) as *const _);
-                        for t in 0..nt {
-                            let x = _mm512_loadu_si512(acts[t].q.as_ptr().add(col) as *const _);
-                            let dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
-                            let sc = _mm512_permutexvar_ps(idx[j], s[t]);
-                            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sc, acc[t]);
-                        }
+            if m.packing == Packing::U8 {
+                for j in 0..n / 2 {
+                    let col = (g + 2 * j) * BLOCK;
+                    let w = _mm512_loadu_si512(codes.add(col) as *const _);
+                    for t in 0..nt {
+                        let x = _mm512_loadu_si512(acts[t].q.as_ptr().add(col) as *const _);
+                        let dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
+                        let sc = _mm512_permutexvar_ps(idx[j], s[t]);
+                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sc, acc[t]);
                     }
                 }
-                Packing::U4 | Packing::U5 => {
-                    let fifth = m.packing == Packing::U5;
-                    let high = if fifth {
-                        m.high.as_ptr().add(r * m.cols / 64)
-                    } else {
-                        std::ptr::null()
-                    };
-                    let bit4 = _mm512_set1_epi8(0x10);
-                    // 128 weights (4 blocks) a 64-byte load: low nibbles, then high nibbles.
-                    for c in 0..n / 4 {
-                        let col = (g + 4 * c) * BLOCK;
-                        let raw = _mm512_loadu_si512(codes.add(col / 2) as *const _);
-                        let mut lo = _mm512_and_si512(raw, low);
-                        let mut hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
-                        if fifth {
-                            let h0 = high.add(col / 64).read();
-                            let h1 = high.add(col / 64 + 1).read();
-                            lo = _mm512_or_si512(lo, _mm512_maskz_mov_epi8(h0, bit4));
-                            hi = _mm512_or_si512(hi, _mm512_maskz_mov_epi8(h1, bit4));
-                        }
-                        for t in 0..nt {
-                            let q = acts[t].q.as_ptr().add(col);
-                            let x0 = _mm512_loadu_si512(q as *const _);
-                            let x1 = _mm512_loadu_si512(q.add(64) as *const _);
-                            let d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x0);
-                            let d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, x1);
-                            let s0 = _mm512_permutexvar_ps(idx[2 * c], s[t]);
-                            let s1 = _mm512_permutexvar_ps(idx[2 * c + 1], s[t]);
-                            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), s0, acc[t]);
-                            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), s1, acc[t]);
-                        }
+            } else {
+                // 128 weights (4 blocks) a 64-byte load: low nibbles, then high nibbles.
+                for c in 0..n / 4 {
+                    let col = (g + 4 * c) * BLOCK;
+                    let (lo, hi) = nibbles(m.packing, codes, high, col / 128);
+                    for t in 0..nt {
+                        let q = acts[t].q.as_ptr().add(col);
+                        let x0 = _mm512_loadu_si512(q as *const _);
+                        let x1 = _mm512_loadu_si512(q.add(64) as *const _);
+                        let d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x0);
+                        let d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, x1);
+                        let s0 = _mm512_permutexvar_ps(idx[2 * c], s[t]);
+                        let s1 = _mm512_permutexvar_ps(idx[2 * c + 1], s[t]);
+                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), s0, acc[t]);
+                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), s1, acc[t]);
                     }
                 }
             }
@@ -898,17 +1113,74 @@ mod simd {
         }
     }
 
+    /// [`Packing::K6`]: per super-block, 16 sub-block scales in one vector.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn dot_rows_k6<const NT: usize>(
+        m: &QMat,
+        r: usize,
+        acts: &[ActRow<'_>],
+        out: &mut [f32],
+    ) {
+        let nt = NT;
+        let nsup = m.cols / SUPER;
+        let codes = m.codes.as_ptr().add(r * m.row_bytes());
+        let high = m.high.as_ptr().add(r * m.cols / 64 * 2);
+        let scales = m.scale.as_ptr().add(r * nsup);
+        let subs = m.sub_scale.as_ptr().add(r * nsup * 16);
+        let centre = _mm512_set1_ps(m.offset_ratio.unwrap_or(0.0));
+        let dup = _mm512_loadu_si512(DUP.as_ptr() as *const _);
+        let idx: [__m512i; 4] =
+            std::array::from_fn(|j| _mm512_loadu_si512(QUADS[j].as_ptr() as *const _));
+        let mut acc = [_mm512_setzero_ps(); NT];
+        let mut accm = [_mm512_setzero_ps(); NT];
+        for sb in 0..nsup {
+            let a = _mm_loadu_si128(subs.add(sb * 16) as *const _);
+            let sv = _mm512_mul_ps(
+                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(a)),
+                _mm512_set1_ps(f16_val(scales.add(sb).read())),
+            );
+            let mv = _mm512_mul_ps(sv, centre);
+            let mut s = [_mm512_setzero_ps(); NT];
+            for t in 0..nt {
+                let ad = _mm512_castps256_ps512(_mm256_loadu_ps(acts[t].d.as_ptr().add(sb * 8)));
+                s[t] = _mm512_mul_ps(sv, _mm512_permutexvar_ps(dup, ad));
+                let xh = _mm512_loadu_ps(acts[t].half.as_ptr().add(sb * 16));
+                accm[t] = _mm512_fmadd_ps(mv, xh, accm[t]);
+            }
+            for c in 0..2 {
+                let col = sb * SUPER + c * 128;
+                let (lo, hi) = nibbles(Packing::K6, codes, high, col / 128);
+                for t in 0..nt {
+                    let q = acts[t].q.as_ptr().add(col);
+                    let x0 = _mm512_loadu_si512(q as *const _);
+                    let x1 = _mm512_loadu_si512(q.add(64) as *const _);
+                    let d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x0);
+                    let d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, x1);
+                    let s0 = _mm512_permutexvar_ps(idx[2 * c], s[t]);
+                    let s1 = _mm512_permutexvar_ps(idx[2 * c + 1], s[t]);
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), s0, acc[t]);
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), s1, acc[t]);
+                }
+            }
+        }
+        for t in 0..nt {
+            out[t] = _mm512_reduce_add_ps(acc[t]) - _mm512_reduce_add_ps(accm[t]);
+        }
+    }
+
     /// Weight rows per tiled step.
     pub const TILE_W: usize = 4;
 
-    /// `TILE_W` weight rows (unpacked codes; per-block scales and offsets, `TILE_W × blocks`)
-    /// against one group of 32 activation rows in the tiled layout (two vectors of 16).
+    /// `TILE_W` weight rows (unpacked codes; per-sub-block scales and offsets, `TILE_W ×
+    /// sub-blocks`, `SUBS` sub-blocks a block) against one group of 32 activation rows in the
+    /// tiled layout (two vectors of 16); `xsum` holds the activations' sums per sub-block.
     ///
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI; `x` holds this group's blocks.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn tile(
+    pub unsafe fn tile<const SUBS: usize>(
         codes: &[&[u8]; TILE_W],
         scale: &[f32],
         offset: &[f32],
@@ -919,8 +1191,9 @@ mod simd {
         out: &mut [[f32; 32]; TILE_W],
     ) {
         let nb = cols / BLOCK;
-        assert!(x.len() >= nb * BLOCK * 32 && xd.len() >= nb * 32 && xsum.len() >= nb * 32);
-        assert!(scale.len() >= TILE_W * nb && offset.len() >= TILE_W * nb);
+        let ns = nb * SUBS;
+        assert!(x.len() >= nb * BLOCK * 32 && xd.len() >= nb * 32 && xsum.len() >= ns * 32);
+        assert!(scale.len() >= TILE_W * ns && offset.len() >= TILE_W * ns);
         for c in codes {
             assert!(c.len() >= cols);
         }
@@ -929,31 +1202,36 @@ mod simd {
         let mut acc0 = [_mm512_setzero_ps(); TILE_W];
         let mut acc1 = [_mm512_setzero_ps(); TILE_W];
         for b in 0..nb {
-            let mut a0 = [_mm512_setzero_si512(); TILE_W];
-            let mut a1 = [_mm512_setzero_si512(); TILE_W];
-            let col = b * BLOCK;
-            for step in 0..BLOCK / 4 {
-                let x0 = _mm512_loadu_si512(xp as *const _);
-                let x1 = _mm512_loadu_si512(xp.add(64) as *const _);
-                xp = xp.add(128);
-                for i in 0..TILE_W {
-                    let w = (cp[i].add(col + step * 4) as *const i32).read_unaligned();
-                    let w = _mm512_set1_epi32(w);
-                    a0[i] = _mm512_dpbusd_epi32(a0[i], w, x0);
-                    a1[i] = _mm512_dpbusd_epi32(a1[i], w, x1);
-                }
-            }
             let d0 = _mm512_loadu_ps(xd.as_ptr().add(b * 32));
             let d1 = _mm512_loadu_ps(xd.as_ptr().add(b * 32 + 16));
-            let s0 = _mm512_loadu_ps(xsum.as_ptr().add(b * 32));
-            let s1 = _mm512_loadu_ps(xsum.as_ptr().add(b * 32 + 16));
-            for i in 0..TILE_W {
-                let s = _mm512_set1_ps(*scale.get_unchecked(i * nb + b));
-                let o = _mm512_set1_ps(*offset.get_unchecked(i * nb + b));
-                acc0[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0[i]), _mm512_mul_ps(d0, s), acc0[i]);
-                acc0[i] = _mm512_fnmadd_ps(o, s0, acc0[i]);
-                acc1[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1[i]), _mm512_mul_ps(d1, s), acc1[i]);
-                acc1[i] = _mm512_fnmadd_ps(o, s1, acc1[i]);
+            for h in 0..SUBS {
+                let mut a0 = [_mm512_setzero_si512(); TILE_W];
+                let mut a1 = [_mm512_setzero_si512(); TILE_W];
+                let col = b * BLOCK + h * (BLOCK / SUBS);
+                for step in 0..BLOCK / 4 / SUBS {
+                    let x0 = _mm512_loadu_si512(xp as *const _);
+                    let x1 = _mm512_loadu_si512(xp.add(64) as *const _);
+                    xp = xp.add(128);
+                    for i in 0..TILE_W {
+                        let w = (cp[i].add(col + step * 4) as *const i32).read_unaligned();
+                        let w = _mm512_set1_epi32(w);
+                        a0[i] = _mm512_dpbusd_epi32(a0[i], w, x0);
+                        a1[i] = _mm512_dpbusd_epi32(a1[i], w, x1);
+                    }
+                }
+                let k = b * SUBS + h;
+                let s0 = _mm512_loadu_ps(xsum.as_ptr().add(k * 32));
+                let s1 = _mm512_loadu_ps(xsum.as_ptr().add(k * 32 + 16));
+                for i in 0..TILE_W {
+                    let s = _mm512_set1_ps(*scale.get_unchecked(i * ns + k));
+                    let o = _mm512_set1_ps(*offset.get_unchecked(i * ns + k));
+                    let f0 = _mm512_mul_ps(d0, s);
+                    let f1 = _mm512_mul_ps(d1, s);
+                    acc0[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0[i]), f0, acc0[i]);
+                    acc0[i] = _mm512_fnmadd_ps(o, s0, acc0[i]);
+                    acc1[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1[i]), f1, acc1[i]);
+                    acc1[i] = _mm512_fnmadd_ps(o, s1, acc1[i]);
+                }
             }
         }
         for i in 0..TILE_W {
@@ -963,12 +1241,13 @@ mod simd {
     }
 
     /// Quantises 32 values to `i8` at `dst` (round to nearest even, as the scalar path's
-    /// `round` differs only on exact halves); returns the scale and `scale · Σ q`.
+    /// `round` differs only on exact halves); returns the scale and the sums of the codes of
+    /// the first and the second 16.
     ///
     /// # Safety
     /// AVX-512 F/BW/VL; `src` holds 32 values and `dst` has room for 32 bytes.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub unsafe fn quantize_block(src: &[f32], dst: *mut i8) -> (f32, f32) {
+    pub unsafe fn quantize_block(src: &[f32], dst: *mut i8) -> (f32, i32, i32) {
         debug_assert_eq!(src.len(), 32);
         let a = _mm512_loadu_ps(src.as_ptr());
         let b = _mm512_loadu_ps(src.as_ptr().add(16));
@@ -979,8 +1258,7 @@ mod simd {
         let qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, inv));
         _mm_storeu_si128(dst as *mut __m128i, _mm512_cvtsepi32_epi8(qa));
         _mm_storeu_si128(dst.add(16) as *mut __m128i, _mm512_cvtsepi32_epi8(qb));
-        let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
-        (d, d * sum as f32)
+        (d, _mm512_reduce_add_epi32(qa), _mm512_reduce_add_epi32(qb))
     }
 }
 
@@ -1049,29 +1327,70 @@ mod tests {
         }
     }
 
-    #[test]
-    fn q6_k_decodes_as_candle_does_and_requantises_closely() {
-        use candle_core::quantized::{GgmlDType, QTensor};
-        let mut s = 23;
-        let (rows, cols) = (5, 512);
-        let w: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut s)).collect();
-        let t = candle_core::Tensor::from_vec(w, (rows, cols), &candle_core::Device::Cpu).unwrap();
-        let q = QTensor::quantize(&t, GgmlDType::Q6K).unwrap();
-        let want: Vec<f32> = q
-            .dequantize(&candle_core::Device::Cpu)
+    /// A random `rows × cols` matrix in a GGML type, and its values as candle decodes them.
+    fn ggml(
+        dtype: candle_core::quantized::GgmlDType,
+        rows: usize,
+        cols: usize,
+        seed: u64,
+    ) -> (Vec<u8>, Vec<f32>) {
+        use candle_core::{quantized::QTensor, Device, Tensor};
+        let mut s = seed;
+        // Rows of different magnitudes, one with a large outlier.
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| lcg(&mut s) * (1.0 + (i / cols) as f32 * 0.3) + if i == 7 { 9.0 } else { 0.0 })
+            .collect();
+        let t = Tensor::from_vec(w, (rows, cols), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&t, dtype).unwrap();
+        let want = q
+            .dequantize(&Device::Cpu)
             .unwrap()
             .flatten_all()
             .unwrap()
             .to_vec1()
             .unwrap();
-        let data = q.data().unwrap();
-        let mut got = vec![0f32; 256];
-        dequantize_q6k(&data[210..420], &mut got);
-        assert_eq!(&got[..], &want[256..512]);
-        let m = QMat::from_ggml(Source::Q6K, &data, rows, cols).unwrap();
-        assert_eq!(m.packing, Packing::U8);
-        assert_rows_close(&m, &want, |_| 2.0 / 255.0 + 1e-3);
-        check(&m, 12);
+        (q.data().unwrap().into_owned(), want)
+    }
+
+    #[test]
+    fn k_quants_keep_their_own_layouts_and_decode_as_candle_does() {
+        use candle_core::quantized::GgmlDType;
+        // 768 columns: one whole group of 16 blocks and a group of 8 in the row kernel.
+        for (dtype, src, packing, bits) in [
+            (GgmlDType::Q6K, Source::Q6K, Packing::K6, 6.5625),
+            (GgmlDType::Q4K, Source::Q4K, Packing::K4, 4.625),
+        ] {
+            let (rows, cols) = (13, 768);
+            let (raw, want) = ggml(dtype, rows, cols, 23);
+            let m = QMat::from_ggml(src, &raw, rows, cols).unwrap();
+            assert_eq!(m.packing, packing);
+            assert_eq!(
+                m.bytes() as f64 * 8.0 / (rows * cols) as f64,
+                bits,
+                "{dtype:?}"
+            );
+            assert_rows_close(&m, &want, |b| 1e-6 * b.abs() + 1e-7);
+            check(&m, 12);
+            // Stacked matrices keep each part's rows.
+            let mut two = m.clone();
+            two.stack(m.clone());
+            assert_eq!(two.dequantize_row(rows + 4), m.dequantize_row(4));
+            check(&two, 13);
+            // The 8-bit copy (the embedder's layout) re-quantises closely.
+            let u8m = m.to_u8();
+            assert_eq!(u8m.packing, Packing::U8);
+            for r in [0, 12] {
+                let range = want[r * cols..(r + 1) * cols]
+                    .iter()
+                    .fold(0f32, |a, v| a.max(v.abs()));
+                for (a, b) in u8m.dequantize_row(r).iter().zip(&want[r * cols..]) {
+                    assert!(
+                        (a - b).abs() <= 2.0 * range / 255.0,
+                        "{dtype:?} row {r}: {a} vs {b}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -1185,6 +1504,7 @@ mod tests {
         blk.extend_from_slice(&scales);
         blk.extend((0..128).map(|i| ((i % 16) as u8) | (((i * 7 % 16) as u8) << 4)));
         let m = QMat::from_ggml(Source::Q4K, &blk, 1, 256).unwrap();
+        assert_eq!(m.packing, Packing::K4);
         let row = m.dequantize_row(0);
         // Value 0: sub-block 0 (scale 1, min 0), code 0.
         assert_eq!(row[0], 0.0);
