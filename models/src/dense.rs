@@ -15,6 +15,14 @@ pub(crate) struct SyncPtr(pub *mut f32);
 unsafe impl Send for SyncPtr {}
 unsafe impl Sync for SyncPtr {}
 
+impl SyncPtr {
+    /// The pointer (a closure that calls this captures the whole `SyncPtr`, which is `Sync`,
+    /// where one that reads the field would capture the bare pointer, which is not).
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// A strided read-only matrix view: element `(r, c)` is at `ptr[r * rs + c * cs]`.
 #[derive(Clone, Copy)]
 pub(crate) struct View<'a> {

@@ -14,6 +14,7 @@ pub mod embedder;
 pub mod error;
 pub mod llm;
 pub mod quant;
+pub mod team;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod unigram;

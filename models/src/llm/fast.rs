@@ -15,6 +15,7 @@ use super::decoder::Arch;
 use crate::dense::{self, SyncPtr, View};
 use crate::error::{Error, Result};
 use crate::quant::{QActs, QMat, Source};
+use crate::team::Team;
 
 /// Several matrices applied to the same input, outputs side by side (Q|K|V, gate|up).
 struct Proj {
@@ -43,17 +44,17 @@ impl Proj {
     }
 
     /// `x` (`rows × cols`, quantised) → `rows × out`.
-    fn run(&self, x: &QActs, out: &mut Vec<f32>, scratch: &mut Vec<f32>) {
+    fn run(&self, x: &QActs, out: &mut Vec<f32>, scratch: &mut Vec<f32>, team: &Team) {
         out.clear();
         out.resize(x.rows * self.out, 0.0);
         if self.parts.len() == 1 {
-            self.parts[0].matmul(x, out);
+            self.parts[0].matmul_on(x, out, team);
         } else {
             let mut col = 0;
             for m in &self.parts {
                 scratch.clear();
                 scratch.resize(x.rows * m.rows, 0.0);
-                m.matmul(x, scratch);
+                m.matmul_on(x, scratch, team);
                 for t in 0..x.rows {
                     out[t * self.out + col..t * self.out + col + m.rows]
                         .copy_from_slice(&scratch[t * m.rows..(t + 1) * m.rows]);
@@ -102,6 +103,8 @@ pub(crate) struct FastDecoder {
     ff: usize,
     eps: f32,
     chunk: usize,
+    /// Threads for one-token steps (the loading pool's size).
+    team: Team,
 }
 
 fn to_qmat(t: &QTensor) -> Result<QMat> {
@@ -211,6 +214,7 @@ impl FastDecoder {
             ff,
             eps,
             chunk: chunk.max(1),
+            team: Team::new(rayon::current_num_threads()),
         };
         tracing::debug!(
             prefix,
@@ -275,7 +279,7 @@ impl FastDecoder {
         for (layer, (kc, vc)) in self.layers.iter().zip(kv.iter_mut()) {
             self.rms_norm(&x, &layer.attn_norm, &mut normed);
             acts.fill(&normed, t, h);
-            layer.qkv.run(&acts, &mut a, &mut scratch);
+            layer.qkv.run(&acts, &mut a, &mut scratch, &self.team);
             let row = q_w + 2 * kv_w;
             for i in 0..t {
                 let r = &mut a[i * row..(i + 1) * row];
@@ -289,11 +293,11 @@ impl FastDecoder {
             }
             self.attention(&a, row, t, pos, kc, vc, &mut ctx);
             acts.fill(&ctx, t, q_w);
-            layer.wo.run(&acts, &mut b, &mut scratch);
+            layer.wo.run(&acts, &mut b, &mut scratch, &self.team);
             x.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
             self.rms_norm(&x, &layer.ffn_norm, &mut normed);
             acts.fill(&normed, t, h);
-            layer.gate_up.run(&acts, &mut a, &mut scratch);
+            layer.gate_up.run(&acts, &mut a, &mut scratch, &self.team);
             let f = self.ff;
             let mut mid = vec![0f32; t * f];
             for i in 0..t {
@@ -301,7 +305,7 @@ impl FastDecoder {
                 dense::silu_mul(g, u, &mut mid[i * f..(i + 1) * f]);
             }
             acts.fill(&mid, t, f);
-            layer.down.run(&acts, &mut b, &mut scratch);
+            layer.down.run(&acts, &mut b, &mut scratch, &self.team);
             x.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
         }
         let mut last = x[(t - 1) * h..].to_vec();
@@ -310,7 +314,7 @@ impl FastDecoder {
         last.copy_from_slice(&out);
         acts.fill(&last, 1, h);
         let mut logits = vec![0f32; self.output.rows];
-        self.output.matmul(&acts, &mut logits);
+        self.output.matmul_on(&acts, &mut logits, &self.team);
         Ok(logits)
     }
 
@@ -388,14 +392,12 @@ impl FastDecoder {
                 }
                 o
             };
-            let heads: Vec<Vec<f32>> = if total >= 256 {
-                (0..nh).into_par_iter().map(per_head).collect()
-            } else {
-                (0..nh).map(per_head).collect()
-            };
-            for (head, o) in heads.iter().enumerate() {
-                ctx[head * hd..(head + 1) * hd].copy_from_slice(o);
-            }
+            self.team.run(nh, &|head| {
+                let o = per_head(head);
+                // SAFETY: head `head` alone writes `ctx[head·hd..(head + 1)·hd]`, which is
+                // inside `ctx` (`nh · hd` values).
+                unsafe { std::ptr::copy_nonoverlapping(o.as_ptr(), out.get().add(head * hd), hd) };
+            });
             return;
         }
         let per_head = |head: usize| {
