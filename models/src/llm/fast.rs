@@ -1,9 +1,10 @@
 //! The decoder on this crate's own kernels ([`crate::quant`]): every weight matrix converted
-//! once at load (Q4_0/Q4_K to 4-bit codes, Q5_0/Q8_0 to 8-bit, exactly; other types
-//! re-quantised to 8 bits per block of 32), activations quantised per block, and the whole
-//! step in plain loops over preallocated buffers — no tensor graph, no f32 copy of the
-//! weights. One token (generation) uses the row kernel; a prompt chunk uses the tiled one,
-//! which reads each weight once for 32 tokens.
+//! once at load, without loss for the types GGUF chat models use (Q4_0, Q5_0, Q8_0, Q4_K,
+//! Q6_K; any other type re-quantised to 8 bits per block of 32), activations quantised per
+//! block, and the whole step in plain loops over preallocated buffers — no tensor graph, no
+//! f32 copy of the weights. A prompt chunk uses the tiled product on rayon, which reads each
+//! weight once for 32 tokens; one token uses the row product on a [`Team`] of spinning
+//! threads.
 
 use std::io::{Read, Seek};
 
