@@ -996,6 +996,29 @@ mod simd {
         (lo, hi)
     }
 
+    /// `acc` plus 128 weights' codes (`lo`: the first 64, `hi`: the rest) times the
+    /// activation codes at `q`, each lane's 4-product sum scaled by the lane of `s` that
+    /// `idx.0` (first 64) or `idx.1` picks.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VNNI; `q` holds 128 values.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn dot128(
+        acc: __m512,
+        (lo, hi): (__m512i, __m512i),
+        q: *const i8,
+        idx: (__m512i, __m512i),
+        s: __m512,
+    ) -> __m512 {
+        let x0 = _mm512_loadu_si512(q as *const _);
+        let x1 = _mm512_loadu_si512(q.add(64) as *const _);
+        let d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x0);
+        let d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, x1);
+        let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_permutexvar_ps(idx.0, s), acc);
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), _mm512_permutexvar_ps(idx.1, s), acc)
+    }
+
     /// Row `r` of a nibble layout unpacked to one code a byte (`dst`: `m.cols` bytes).
     ///
     /// # Safety
@@ -1124,14 +1147,7 @@ mod simd {
                     let (lo, hi) = nibbles(m.packing, codes, high, col / 128);
                     for t in 0..nt {
                         let q = acts[t].q.as_ptr().add(col);
-                        let x0 = _mm512_loadu_si512(q as *const _);
-                        let x1 = _mm512_loadu_si512(q.add(64) as *const _);
-                        let d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x0);
-                        let d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, x1);
-                        let s0 = _mm512_permutexvar_ps(idx[2 * c], s[t]);
-                        let s1 = _mm512_permutexvar_ps(idx[2 * c + 1], s[t]);
-                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), s0, acc[t]);
-                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), s1, acc[t]);
+                        acc[t] = dot128(acc[t], (lo, hi), q, (idx[2 * c], idx[2 * c + 1]), s[t]);
                     }
                 }
             }
@@ -1186,14 +1202,7 @@ mod simd {
                 let (lo, hi) = nibbles(Packing::K6, codes, high, col / 128);
                 for t in 0..nt {
                     let q = acts[t].q.as_ptr().add(col);
-                    let x0 = _mm512_loadu_si512(q as *const _);
-                    let x1 = _mm512_loadu_si512(q.add(64) as *const _);
-                    let d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x0);
-                    let d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, x1);
-                    let s0 = _mm512_permutexvar_ps(idx[2 * c], s[t]);
-                    let s1 = _mm512_permutexvar_ps(idx[2 * c + 1], s[t]);
-                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), s0, acc[t]);
-                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), s1, acc[t]);
+                    acc[t] = dot128(acc[t], (lo, hi), q, (idx[2 * c], idx[2 * c + 1]), s[t]);
                 }
             }
         }
