@@ -136,9 +136,18 @@ fn llama_cpp(
         .arg(model)
         .args(&args)
         .output()?;
+    if std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(4) {
+        anyhow::bail!(
+            "{} died with SIGILL: it was built for an instruction this CPU lacks; \
+             `scripts/llama-tools {}` builds llama.cpp for this CPU and prints its directory",
+            bin.display(),
+            model.display()
+        );
+    }
     if !out.status.success() {
         anyhow::bail!(
-            "llama-bench failed: {}",
+            "llama-bench failed ({}): {}",
+            out.status,
             String::from_utf8_lossy(&out.stderr)
                 .lines()
                 .last()

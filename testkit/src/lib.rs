@@ -21,7 +21,21 @@ pub fn shared_dir() -> Option<PathBuf> {
 }
 
 /// `../shared/tools/<rel>`, or `None` with a skip message when `../shared` is absent.
+/// llama.cpp's binaries come from `$LLAMA_CPP_BIN_DIR` when it is set: `scripts/test` sets it
+/// to what `scripts/llama-tools` gives, a build for this CPU where the shared one cannot run.
 pub fn tool(rel: &str) -> Option<PathBuf> {
+    if let (Some(name), Some(dir)) = (
+        rel.strip_prefix("llama.cpp/"),
+        std::env::var_os("LLAMA_CPP_BIN_DIR").filter(|d| !d.is_empty()),
+    ) {
+        let bin = PathBuf::from(dir).join(name);
+        assert!(
+            bin.exists(),
+            "{} is missing ($LLAMA_CPP_BIN_DIR; scripts/llama-tools builds it)",
+            bin.display()
+        );
+        return Some(bin);
+    }
     let Some(shared) = shared_dir() else {
         eprintln!(
             "SKIPPED: no ../shared (or $SHARED_DIR) with tools/{rel}; this test runs against \

@@ -1,5 +1,5 @@
-//! llama.cpp's OpenAI-compatible server (`../shared/tools/llama.cpp/llama-server`) serving a
-//! GGUF file on a free loopback port.
+//! llama.cpp's OpenAI-compatible server (`../shared/tools/llama.cpp/llama-server`, or the build
+//! for this CPU in `$LLAMA_CPP_BIN_DIR`) serving a GGUF file on a free loopback port.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -56,7 +56,17 @@ impl LlamaServer {
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("llama-server exited with {status}: {}", log_tail(&self.log));
+                let hint = if std::os::unix::process::ExitStatusExt::signal(&status) == Some(4) {
+                    " (an instruction this CPU lacks: run the tests with scripts/test, which \
+                     builds llama.cpp for this CPU with scripts/llama-tools and sets \
+                     LLAMA_CPP_BIN_DIR)"
+                } else {
+                    ""
+                };
+                panic!(
+                    "llama-server exited with {status}{hint}: {}",
+                    log_tail(&self.log)
+                );
             }
             assert!(
                 t.elapsed() < Duration::from_secs(120),
