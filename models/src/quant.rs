@@ -745,6 +745,13 @@ impl QMat {
             unsafe { self.rows_into_tiled(x, start, end, dst, n_out) };
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if x.rows == 1 && simd::available() {
+            // SAFETY: as this function's contract (row 0 of `dst` holds `n_out ≥ end` values);
+            // the CPU was checked.
+            unsafe { simd::dot_range1(self, start, end, x.row(0), dst.0) };
+            return;
+        }
         const TILE: usize = 4;
         let mut t = 0;
         while t < x.rows {
@@ -998,25 +1005,37 @@ mod simd {
 
     /// `acc` plus 128 weights' codes (`lo`: the first 64, `hi`: the rest) times the
     /// activation codes at `q`, each lane's 4-product sum scaled by the lane of `s` that
-    /// `idx.0` (first 64) or `idx.1` picks.
+    /// `idx.0` (first 64) or `idx.1` picks. Two accumulators, one a half: the two FMAs do not
+    /// wait on each other (with one, a 4-cycle FMA latency twice per 64 bytes of codes bounded
+    /// a one-token product to ~8 bytes a cycle).
     ///
     /// # Safety
     /// AVX-512 F/BW/VNNI; `q` holds 128 values.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     #[inline]
     unsafe fn dot128(
-        acc: __m512,
+        (acc0, acc1): (__m512, __m512),
         (lo, hi): (__m512i, __m512i),
         q: *const i8,
         idx: (__m512i, __m512i),
         s: __m512,
-    ) -> __m512 {
+    ) -> (__m512, __m512) {
         let x0 = _mm512_loadu_si512(q as *const _);
         let x1 = _mm512_loadu_si512(q.add(64) as *const _);
         let d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x0);
         let d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, x1);
-        let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_permutexvar_ps(idx.0, s), acc);
-        _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), _mm512_permutexvar_ps(idx.1, s), acc)
+        (
+            _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(d0),
+                _mm512_permutexvar_ps(idx.0, s),
+                acc0,
+            ),
+            _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(d1),
+                _mm512_permutexvar_ps(idx.1, s),
+                acc1,
+            ),
+        )
     }
 
     /// Row `r` of a nibble layout unpacked to one code a byte (`dst`: `m.cols` bytes).
@@ -1052,82 +1071,68 @@ mod simd {
             }
             return;
         }
+        match m.packing {
+            Packing::U8 => dot_rows_p::<{ Packing::U8 as u8 }>(m, r, acts, out),
+            Packing::U4 => dot_rows_p::<{ Packing::U4 as u8 }>(m, r, acts, out),
+            Packing::U5 => dot_rows_p::<{ Packing::U5 as u8 }>(m, r, acts, out),
+            _ => dot_rows_p::<{ Packing::K4 as u8 }>(m, r, acts, out),
+        }
+    }
+
+    /// [`dot_rows_n`] for each activation count, packing `P` a constant (no per-step branch
+    /// on the layout in the inner loop).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn dot_rows_p<const P: u8>(m: &QMat, r: usize, acts: &[ActRow<'_>], out: &mut [f32]) {
         match acts.len() {
-            1 => dot_rows_n::<1>(m, r, acts, out),
-            2 => dot_rows_n::<2>(m, r, acts, out),
-            3 => dot_rows_n::<3>(m, r, acts, out),
-            _ => dot_rows_n::<4>(m, r, acts, out),
+            1 => dot_rows_n::<1, P>(m, r, acts, out),
+            2 => dot_rows_n::<2, P>(m, r, acts, out),
+            3 => dot_rows_n::<3, P>(m, r, acts, out),
+            _ => dot_rows_n::<4, P>(m, r, acts, out),
+        }
+    }
+
+    /// The packing whose discriminant is `p`.
+    const fn packing(p: u8) -> Packing {
+        match p {
+            x if x == Packing::U8 as u8 => Packing::U8,
+            x if x == Packing::U4 as u8 => Packing::U4,
+            x if x == Packing::U5 as u8 => Packing::U5,
+            x if x == Packing::K4 as u8 => Packing::K4,
+            _ => Packing::K6,
         }
     }
 
     /// The per-block layouts and [`Packing::K4`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     #[inline]
-    unsafe fn dot_rows_n<const NT: usize>(
+    unsafe fn dot_rows_n<const NT: usize, const P: u8>(
         m: &QMat,
         r: usize,
         acts: &[ActRow<'_>],
         out: &mut [f32],
     ) {
         let nt = NT;
+        let pk = const { packing(P) };
+        debug_assert_eq!(pk, m.packing);
         let nb = m.cols / BLOCK;
         let codes = m.codes.as_ptr().add(r * m.row_bytes());
-        let high = m
-            .high
-            .as_ptr()
-            .wrapping_add(r * m.cols / 64 * m.packing.planes());
-        let k4 = m.packing == Packing::K4;
-        let scales = m.scale.as_ptr().add(r * m.scales_per_row());
-        let offsets = m.offset.as_ptr().wrapping_add(r * m.scales_per_row());
-        let ratio = _mm512_set1_ps(m.offset_ratio.unwrap_or(0.0));
-        let mut acc = [_mm512_setzero_ps(); NT];
+        let high = m.high.as_ptr().wrapping_add(r * m.cols / 64 * pk.planes());
+        let mut acc = [(_mm512_setzero_ps(), _mm512_setzero_ps()); NT];
         let mut accm = [_mm512_setzero_ps(); NT];
         let idx: [__m512i; 8] =
             std::array::from_fn(|j| _mm512_loadu_si512(PAIRS[j].as_ptr() as *const _));
         let mut g = 0;
         while g < nb {
             let n = (nb - g).min(GROUP);
-            let mask: __mmask16 = if n == GROUP { 0xFFFF } else { (1u16 << n) - 1 };
-            let (sv, mv) = if k4 {
-                // Two super-blocks of 8 blocks: integer sub-scales times their `d`.
-                let sub = |v: &[u8]| {
-                    let p = v.as_ptr().add(r * nb + g) as *const i8;
-                    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, p)))
-                };
-                let sup = g / (SUPER / BLOCK);
-                let two = |p: *const u16| {
-                    let second = if n > 8 {
-                        f16_val(p.add(sup + 1).read())
-                    } else {
-                        0.0
-                    };
-                    _mm512_mask_blend_ps(
-                        0xFF00,
-                        _mm512_set1_ps(f16_val(p.add(sup).read())),
-                        _mm512_set1_ps(second),
-                    )
-                };
-                (
-                    _mm512_mul_ps(sub(&m.sub_scale), two(scales)),
-                    _mm512_mul_ps(sub(&m.sub_min), two(offsets)),
-                )
-            } else {
-                let sv =
-                    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, scales.add(g) as *const i16));
-                let mv = if m.offset_ratio.is_some() {
-                    _mm512_mul_ps(sv, ratio)
-                } else {
-                    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, offsets.add(g) as *const i16))
-                };
-                (sv, mv)
-            };
+            let (sv, mv) = group_scales(m, pk, r, g, n);
             let mut s = [_mm512_setzero_ps(); NT];
             for t in 0..nt {
                 let a = acts[t];
                 s[t] = _mm512_mul_ps(sv, _mm512_loadu_ps(a.d.as_ptr().add(g)));
                 accm[t] = _mm512_fmadd_ps(mv, _mm512_loadu_ps(a.sum.as_ptr().add(g)), accm[t]);
             }
-            if m.packing == Packing::U8 {
+            if pk == Packing::U8 {
                 for j in 0..n / 2 {
                     let col = (g + 2 * j) * BLOCK;
                     _mm_prefetch::<_MM_HINT_T0>(codes.wrapping_add(col + AHEAD) as *const i8);
@@ -1136,7 +1141,8 @@ mod simd {
                         let x = _mm512_loadu_si512(acts[t].q.as_ptr().add(col) as *const _);
                         let dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
                         let sc = _mm512_permutexvar_ps(idx[j], s[t]);
-                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sc, acc[t]);
+                        let (a0, a1) = acc[t];
+                        acc[t] = (a1, _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sc, a0));
                     }
                 }
             } else {
@@ -1144,7 +1150,7 @@ mod simd {
                 for c in 0..n / 4 {
                     let col = (g + 4 * c) * BLOCK;
                     _mm_prefetch::<_MM_HINT_T0>(codes.wrapping_add(col / 2 + AHEAD) as *const i8);
-                    let (lo, hi) = nibbles(m.packing, codes, high, col / 128);
+                    let (lo, hi) = nibbles(pk, codes, high, col / 128);
                     for t in 0..nt {
                         let q = acts[t].q.as_ptr().add(col);
                         acc[t] = dot128(acc[t], (lo, hi), q, (idx[2 * c], idx[2 * c + 1]), s[t]);
@@ -1154,8 +1160,150 @@ mod simd {
             g += n;
         }
         for t in 0..nt {
-            out[t] = _mm512_reduce_add_ps(acc[t]) - _mm512_reduce_add_ps(accm[t]);
+            let (a0, a1) = acc[t];
+            out[t] = _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(a0, a1), accm[t]));
         }
+    }
+
+    /// Row `r`'s scales and offsets (`(scale, offset)`, one lane a block) for the `n` blocks of
+    /// group `g` (lanes past `n` zero), per-block layouts and [`Packing::K4`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    unsafe fn group_scales(
+        m: &QMat,
+        pk: Packing,
+        r: usize,
+        g: usize,
+        n: usize,
+    ) -> (__m512, __m512) {
+        let mask: __mmask16 = if n == GROUP { 0xFFFF } else { (1u16 << n) - 1 };
+        let nb = m.cols / BLOCK;
+        let scales = m.scale.as_ptr().add(r * m.scales_per_row());
+        let offsets = m.offset.as_ptr().wrapping_add(r * m.scales_per_row());
+        if pk == Packing::K4 {
+            // Two super-blocks of 8 blocks: integer sub-scales times their `d`.
+            let sub = |v: &[u8]| {
+                let p = v.as_ptr().add(r * nb + g) as *const i8;
+                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, p)))
+            };
+            let sup = g / (SUPER / BLOCK);
+            let two = |p: *const u16| {
+                let second = if n > 8 {
+                    f16_val(p.add(sup + 1).read())
+                } else {
+                    0.0
+                };
+                _mm512_mask_blend_ps(
+                    0xFF00,
+                    _mm512_set1_ps(f16_val(p.add(sup).read())),
+                    _mm512_set1_ps(second),
+                )
+            };
+            (
+                _mm512_mul_ps(sub(&m.sub_scale), two(scales)),
+                _mm512_mul_ps(sub(&m.sub_min), two(offsets)),
+            )
+        } else {
+            let sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, scales.add(g) as *const i16));
+            let mv = match m.offset_ratio {
+                Some(ratio) => _mm512_mul_ps(sv, _mm512_set1_ps(ratio)),
+                None => {
+                    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, offsets.add(g) as *const i16))
+                }
+            };
+            (sv, mv)
+        }
+    }
+
+    /// The one-token product: activation row `a` against weight rows `start..end`, written to
+    /// `out[start..end]`, the layout a constant and the loop over rows inside the kernel (a
+    /// row of 1,536 weights is only 12 steps of 128, so calling a kernel per row, with its
+    /// setup and the layout's branches, was a large share of the time: 1.5B generation 15.2 →
+    /// 18.5 tok/s on one thread on an AMD EPYC). Two rows a pass, sharing the activation
+    /// loads, were much slower there (10.7 tok/s).
+    ///
+    /// # Safety
+    /// As [`dot_rows`]; `out` holds `end` values.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub unsafe fn dot_range1(m: &QMat, start: usize, end: usize, a: ActRow<'_>, out: *mut f32) {
+        match m.packing {
+            Packing::U4 => range1_p::<{ Packing::U4 as u8 }>(m, start, end, a, out),
+            Packing::U5 => range1_p::<{ Packing::U5 as u8 }>(m, start, end, a, out),
+            Packing::K4 => range1_p::<{ Packing::K4 as u8 }>(m, start, end, a, out),
+            Packing::K6 => {
+                for r in start..end {
+                    out.add(r).write(row_k6_x1(m, r, &a));
+                }
+            }
+            Packing::U8 => {
+                for r in start..end {
+                    let mut o = [0f32];
+                    dot_rows_n::<1, { Packing::U8 as u8 }>(m, r, &[a], &mut o);
+                    out.add(r).write(o[0]);
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn range1_p<const P: u8>(
+        m: &QMat,
+        start: usize,
+        end: usize,
+        a: ActRow<'_>,
+        out: *mut f32,
+    ) {
+        for r in start..end {
+            out.add(r).write(row_x1::<P>(m, r, &a));
+        }
+    }
+
+    /// Row `r` of a nibble layout ([`Packing::U4`], `U5`, `K4`) against one activation row.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn row_x1<const P: u8>(m: &QMat, r: usize, a: &ActRow<'_>) -> f32 {
+        let pk = const { packing(P) };
+        debug_assert!(pk == m.packing);
+        let nb = m.cols / BLOCK;
+        let codes = m.codes.as_ptr().add(r * m.row_bytes());
+        let high = m.high.as_ptr().wrapping_add(r * m.cols / 64 * pk.planes());
+        let (mut acc, mut accm) = (
+            (_mm512_setzero_ps(), _mm512_setzero_ps()),
+            _mm512_setzero_ps(),
+        );
+        let idx: [__m512i; 8] =
+            std::array::from_fn(|j| _mm512_loadu_si512(PAIRS[j].as_ptr() as *const _));
+        let mut g = 0;
+        while g < nb {
+            let n = (nb - g).min(GROUP);
+            let (sv, mv) = group_scales(m, pk, r, g, n);
+            let s = _mm512_mul_ps(sv, _mm512_loadu_ps(a.d.as_ptr().add(g)));
+            accm = _mm512_fmadd_ps(mv, _mm512_loadu_ps(a.sum.as_ptr().add(g)), accm);
+            for c in 0..n / 4 {
+                let col = (g + 4 * c) * BLOCK;
+                _mm_prefetch::<_MM_HINT_T0>(codes.wrapping_add(col / 2 + AHEAD) as *const i8);
+                let w = nibbles(pk, codes, high, col / 128);
+                acc = dot128(
+                    acc,
+                    w,
+                    a.q.as_ptr().add(col),
+                    (idx[2 * c], idx[2 * c + 1]),
+                    s,
+                );
+            }
+            g += n;
+        }
+        _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(acc.0, acc.1), accm))
+    }
+
+    /// Row `r` of [`Packing::K6`] against one activation row.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn row_k6_x1(m: &QMat, r: usize, a: &ActRow<'_>) -> f32 {
+        let mut o = [0f32];
+        dot_rows_k6::<1>(m, r, std::slice::from_ref(a), &mut o);
+        o[0]
     }
 
     /// [`Packing::K6`]: per super-block, 16 sub-block scales in one vector.
@@ -1177,7 +1325,7 @@ mod simd {
         let dup = _mm512_loadu_si512(DUP.as_ptr() as *const _);
         let idx: [__m512i; 4] =
             std::array::from_fn(|j| _mm512_loadu_si512(QUADS[j].as_ptr() as *const _));
-        let mut acc = [_mm512_setzero_ps(); NT];
+        let mut acc = [(_mm512_setzero_ps(), _mm512_setzero_ps()); NT];
         let mut accm = [_mm512_setzero_ps(); NT];
         for sb in 0..nsup {
             let a = _mm_loadu_si128(subs.add(sb * 16) as *const _);
@@ -1207,7 +1355,8 @@ mod simd {
             }
         }
         for t in 0..nt {
-            out[t] = _mm512_reduce_add_ps(acc[t]) - _mm512_reduce_add_ps(accm[t]);
+            let (a0, a1) = acc[t];
+            out[t] = _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(a0, a1), accm[t]));
         }
     }
 
