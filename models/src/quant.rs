@@ -130,8 +130,6 @@ type RowParts<'a> = (
 /// Rows from which the tiled product (no horizontal sums) is used.
 const TILE_MIN_ROWS: usize = 8;
 const TILE_ROWS: usize = 32;
-/// Weight bytes a task takes in the one-token product.
-const GEN_CHUNK_BYTES: usize = 32 * 1024;
 
 impl QActs {
     /// Quantises `rows × cols` activations (`cols` a multiple of 32).
@@ -702,14 +700,18 @@ impl QMat {
         }
     }
 
-    /// As [`QMat::matmul`], on `team` when `x` is a few rows (a generated token): tasks of
-    /// ~32 KB of weights, so that the threads finish together. Many rows go to rayon.
+    /// As [`QMat::matmul`], on `team` when `x` is a few rows (a generated token): one
+    /// contiguous span of rows a thread, so that each streams one run of memory. Tasks of 32 KB
+    /// taken in turn from a shared counter broke every thread's stream every 32 KB (the
+    /// hardware prefetcher starting over, the software prefetch running into the other
+    /// thread's rows): 1.5B generation at two threads 24.4 → 27.7 tok/s on an AMD EPYC.
+    /// Many rows go to rayon.
     pub fn matmul_on(&self, x: &QActs, out: &mut [f32], team: &Team) {
         if !x.tiles.is_empty() || team.threads() == 1 {
             return self.matmul(x, out);
         }
         self.check_shapes(x, out);
-        let chunk = (GEN_CHUNK_BYTES / self.row_bytes()).max(16);
+        let chunk = self.rows.div_ceil(team.threads());
         let dst = crate::dense::SyncPtr(out.as_mut_ptr());
         team.run(self.rows.div_ceil(chunk), &|i| {
             let (start, end) = (i * chunk, ((i + 1) * chunk).min(self.rows));
