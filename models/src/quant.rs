@@ -1237,13 +1237,7 @@ mod simd {
                     out.add(r).write(row_k6_x1(m, r, &a));
                 }
             }
-            Packing::U8 => {
-                for r in start..end {
-                    let mut o = [0f32];
-                    dot_rows_n::<1, { Packing::U8 as u8 }>(m, r, &[a], &mut o);
-                    out.add(r).write(o[0]);
-                }
-            }
+            Packing::U8 => range1_p::<{ Packing::U8 as u8 }>(m, start, end, a, out),
         }
     }
 
@@ -1261,42 +1255,13 @@ mod simd {
         }
     }
 
-    /// Row `r` of a nibble layout ([`Packing::U4`], `U5`, `K4`) against one activation row.
+    /// Row `r` of any layout but [`Packing::K6`] against one activation row.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     #[inline]
     unsafe fn row_x1<const P: u8>(m: &QMat, r: usize, a: &ActRow<'_>) -> f32 {
-        let pk = const { packing(P) };
-        debug_assert!(pk == m.packing);
-        let nb = m.cols / BLOCK;
-        let codes = m.codes.as_ptr().add(r * m.row_bytes());
-        let high = m.high.as_ptr().wrapping_add(r * m.cols / 64 * pk.planes());
-        let (mut acc, mut accm) = (
-            (_mm512_setzero_ps(), _mm512_setzero_ps()),
-            _mm512_setzero_ps(),
-        );
-        let idx: [__m512i; 8] =
-            std::array::from_fn(|j| _mm512_loadu_si512(PAIRS[j].as_ptr() as *const _));
-        let mut g = 0;
-        while g < nb {
-            let n = (nb - g).min(GROUP);
-            let (sv, mv) = group_scales(m, pk, r, g, n);
-            let s = _mm512_mul_ps(sv, _mm512_loadu_ps(a.d.as_ptr().add(g)));
-            accm = _mm512_fmadd_ps(mv, _mm512_loadu_ps(a.sum.as_ptr().add(g)), accm);
-            for c in 0..n / 4 {
-                let col = (g + 4 * c) * BLOCK;
-                _mm_prefetch::<_MM_HINT_T0>(codes.wrapping_add(col / 2 + AHEAD) as *const i8);
-                let w = nibbles(pk, codes, high, col / 128);
-                acc = dot128(
-                    acc,
-                    w,
-                    a.q.as_ptr().add(col),
-                    (idx[2 * c], idx[2 * c + 1]),
-                    s,
-                );
-            }
-            g += n;
-        }
-        _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(acc.0, acc.1), accm))
+        let mut o = [0f32];
+        dot_rows_n::<1, P>(m, r, std::slice::from_ref(a), &mut o);
+        o[0]
     }
 
     /// Row `r` of [`Packing::K6`] against one activation row.
