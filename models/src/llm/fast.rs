@@ -12,6 +12,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
+use super::attend;
 use super::decoder::Arch;
 use crate::dense::{self, SyncPtr, View};
 use crate::error::{Error, Result};
@@ -374,30 +375,36 @@ impl FastDecoder {
         let out = SyncPtr(ctx.as_mut_ptr());
         let q_w = nh * hd;
         if t == 1 {
-            // One query (generation): dot products and a weighted sum over the cache, no
-            // GEMM set-up per head.
-            let per_head = |head: usize| {
-                let kvh = head / group;
-                let q = &qkv[head * hd..(head + 1) * hd];
-                let mut scores: Vec<f32> = (0..total)
-                    .map(|j| dense::dot(q, &kc[j * kv_w + kvh * hd..j * kv_w + (kvh + 1) * hd]))
-                    .collect();
-                dense::softmax_scaled(&mut scores, scale);
-                let mut o = vec![0f32; hd];
-                for (j, p) in scores.iter().enumerate() {
-                    dense::axpy(
-                        &mut o,
-                        *p,
-                        &vc[j * kv_w + kvh * hd..j * kv_w + (kvh + 1) * hd],
-                    );
-                }
-                o
+            // One query (generation): the query heads of a key/value head together, so that
+            // each cached key and value is read once for them (see `attend`). With more
+            // threads than key/value heads, a group is split so that every thread has work.
+            let cache = attend::Cache {
+                k: kc,
+                v: vc,
+                stride: kv_w,
+                hd,
+                len: total,
             };
-            self.team.run(nh, &|head| {
-                let o = per_head(head);
-                // SAFETY: head `head` alone writes `ctx[head·hd..(head + 1)·hd]`, which is
-                // inside `ctx` (`nh · hd` values).
-                unsafe { std::ptr::copy_nonoverlapping(o.as_ptr(), out.get().add(head * hd), hd) };
+            let parts = self
+                .team
+                .threads()
+                .div_ceil(nkv)
+                .max(group.div_ceil(attend::MAX_GROUP))
+                .min(group);
+            let per = group.div_ceil(parts);
+            let parts = group.div_ceil(per);
+            self.team.run(nkv * parts, &|task| {
+                let (kvh, part) = (task / parts, task % parts);
+                let first = kvh * group + part * per;
+                let heads = per.min((kvh + 1) * group - first);
+                let q = &qkv[first * hd..(first + heads) * hd];
+                let mut o = vec![0f32; heads * hd];
+                attend::attend_group(q, cache, kvh, scale, &mut Vec::new(), &mut o);
+                // SAFETY: this task alone writes heads `first..first + heads` of `ctx`, which
+                // are inside it (`nh · hd` values).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(o.as_ptr(), out.get().add(first * hd), o.len())
+                };
             });
             return;
         }

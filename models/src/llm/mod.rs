@@ -5,6 +5,7 @@
 //! The caller never trusts what comes out of here: the answer pipeline in `assistant` checks
 //! every generated statement against the passages it gave the model.
 
+mod attend;
 mod constrain;
 mod decoder;
 mod detok;
