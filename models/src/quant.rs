@@ -39,9 +39,11 @@ pub enum Packing {
     /// Q4_K: codes as `U4`; per 256 weights an f16 scale `d` and min `dmin`, per block of 32
     /// a 6-bit scale `a` and min `b` (a weight is `d·a·u − dmin·b`). 4.625 bits a weight.
     K4,
-    /// Q6_K: nibbles as `U4` plus two planes (bits 4 and 5 of each code, the same word layout
-    /// as `U5`'s); per 256 weights an f16 scale `d`, per 16 an `i8` scale `a` (a weight is
-    /// `d·a·(u − 32)`). 6.56 bits a weight.
+    /// Q6_K: nibbles as `U4` plus bits 4 and 5 of each code, 64 bytes per 256 weights: byte
+    /// `i` holds those of weights `i`, `64 + i`, `128 + i` and `192 + i` in its bit pairs 0–1,
+    /// 2–3, 4–5 and 6–7 (so that one vector load and a shift give 64 codes' high bits); per
+    /// 256 weights an f16 scale `d`, per 16 an `i8` scale `a` (a weight is `d·a·(u − 32)`).
+    /// 6.56 bits a weight.
     K6,
 }
 
@@ -82,8 +84,9 @@ pub struct QMat {
     pub cols: usize,
     pub packing: Packing,
     codes: Vec<u8>,
-    /// The bit planes ([`Packing::planes`]): per row and 64-weight word, the planes side by
-    /// side (bit `i` of plane `p` is bit `4 + p` of weight `64·w + i`).
+    /// The bits above the nibbles ([`Packing::planes`] a weight). [`Packing::U5`]: per row and
+    /// 64-weight word `w`, bit `i` is bit 4 of weight `64·w + i`. [`Packing::K6`]: the bytes
+    /// its doc describes, byte `8·w + k` of a row in bits `8·k..8·k + 8` of its word `w`.
     high: Vec<u64>,
     /// Scales (f16 bits): per row and block, or per row and super-block for the k-quants.
     scale: Vec<u16>,
@@ -381,6 +384,12 @@ impl QMat {
         let (chunk, i) = (col / 128, col % 128);
         let b = self.codes[row * rb + chunk * 64 + (i % 64)];
         let mut u = if i < 64 { b & 0x0F } else { b >> 4 };
+        if self.packing == Packing::K6 {
+            let (k, i) = ((col % SUPER) / 64, col % 64);
+            let w = self.high[row * self.cols / 32 + col / SUPER * 8 + i / 8];
+            let byte = (w >> (8 * (i % 8))) as u8;
+            return u | ((byte >> (2 * k)) & 3) << 4;
+        }
         let planes = self.packing.planes();
         for p in 0..planes {
             let w = self.high[(row * self.cols / 64 + col / 64) * planes + p];
@@ -598,6 +607,18 @@ impl QMat {
             for j in 0..64 {
                 out[j] = (src[j] & 0x0F) | (src[64 + j] << 4);
             }
+        }
+        if self.packing == Packing::K6 {
+            let words = &mut self.high[r * self.cols / 32..(r + 1) * self.cols / 32];
+            words.fill(0);
+            for (sb, c) in codes.chunks(SUPER).enumerate() {
+                for i in 0..64 {
+                    let byte =
+                        (0..4).fold(0u8, |acc, k| acc | ((c[64 * k + i] >> 4) & 3) << (2 * k));
+                    words[sb * 8 + i / 8] |= (byte as u64) << (8 * (i % 8));
+                }
+            }
+            return;
         }
         let planes = self.packing.planes();
         let words = self.cols / 64;
@@ -993,12 +1014,16 @@ mod simd {
                 hi = _mm512_or_si512(hi, _mm512_maskz_mov_epi8(high.add(2 * c + 1).read(), bit4));
             }
             Packing::K6 => {
-                let (bit4, bit5) = (_mm512_set1_epi8(0x10), _mm512_set1_epi8(0x20));
-                let h = high.add(4 * c);
-                lo = _mm512_or_si512(lo, _mm512_maskz_mov_epi8(h.read(), bit4));
-                lo = _mm512_or_si512(lo, _mm512_maskz_mov_epi8(h.add(1).read(), bit5));
-                hi = _mm512_or_si512(hi, _mm512_maskz_mov_epi8(h.add(2).read(), bit4));
-                hi = _mm512_or_si512(hi, _mm512_maskz_mov_epi8(h.add(3).read(), bit5));
+                // The super-block's 64 bytes of high bits; chunk `c` is its first or second half.
+                let h = _mm512_loadu_si512(high.add(8 * (c / 2)) as *const _);
+                let bits = _mm512_set1_epi8(0x30);
+                let (a, b) = if c.is_multiple_of(2) {
+                    (_mm512_slli_epi16(h, 4), _mm512_slli_epi16(h, 2))
+                } else {
+                    (h, _mm512_srli_epi16(h, 2))
+                };
+                lo = _mm512_or_si512(lo, _mm512_and_si512(a, bits));
+                hi = _mm512_or_si512(hi, _mm512_and_si512(b, bits));
             }
             _ => {}
         }
