@@ -1089,20 +1089,18 @@ mod simd {
     /// a whole group; at most 4 rows.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub unsafe fn dot_rows(m: &QMat, r: usize, acts: &[ActRow<'_>], out: &mut [f32]) {
-        if m.packing == Packing::K6 {
-            match acts.len() {
-                1 => dot_rows_k6::<1>(m, r, acts, out),
-                2 => dot_rows_k6::<2>(m, r, acts, out),
-                3 => dot_rows_k6::<3>(m, r, acts, out),
-                _ => dot_rows_k6::<4>(m, r, acts, out),
-            }
-            return;
-        }
-        match m.packing {
-            Packing::U8 => dot_rows_p::<{ Packing::U8 as u8 }>(m, r, acts, out),
-            Packing::U4 => dot_rows_p::<{ Packing::U4 as u8 }>(m, r, acts, out),
-            Packing::U5 => dot_rows_p::<{ Packing::U5 as u8 }>(m, r, acts, out),
-            _ => dot_rows_p::<{ Packing::K4 as u8 }>(m, r, acts, out),
+        match (m.packing, acts.len()) {
+            (Packing::K6, 1) => dot_rows_k6::<1>(m, r, acts, out),
+            (Packing::K6, 2) => dot_rows_k6::<2>(m, r, acts, out),
+            (Packing::K6, 3) => dot_rows_k6::<3>(m, r, acts, out),
+            (Packing::K6, _) => dot_rows_k6::<4>(m, r, acts, out),
+            (Packing::K4, 1) => dot_rows_k4::<1>(m, r, acts, out),
+            (Packing::K4, 2) => dot_rows_k4::<2>(m, r, acts, out),
+            (Packing::K4, 3) => dot_rows_k4::<3>(m, r, acts, out),
+            (Packing::K4, _) => dot_rows_k4::<4>(m, r, acts, out),
+            (Packing::U8, _) => dot_rows_p::<{ Packing::U8 as u8 }>(m, r, acts, out),
+            (Packing::U4, _) => dot_rows_p::<{ Packing::U4 as u8 }>(m, r, acts, out),
+            (Packing::U5, _) => dot_rows_p::<{ Packing::U5 as u8 }>(m, r, acts, out),
         }
     }
 
@@ -1130,7 +1128,7 @@ mod simd {
         }
     }
 
-    /// The per-block layouts and [`Packing::K4`].
+    /// The per-block layouts.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     #[inline]
     unsafe fn dot_rows_n<const NT: usize, const P: u8>(
@@ -1152,7 +1150,7 @@ mod simd {
         let mut g = 0;
         while g < nb {
             let n = (nb - g).min(GROUP);
-            let (sv, mv) = group_scales(m, pk, r, g, n);
+            let (sv, mv) = group_scales(m, r, g, n);
             let mut s = [_mm512_setzero_ps(); NT];
             for t in 0..nt {
                 let a = acts[t];
@@ -1193,53 +1191,19 @@ mod simd {
     }
 
     /// Row `r`'s scales and offsets (`(scale, offset)`, one lane a block) for the `n` blocks of
-    /// group `g` (lanes past `n` zero), per-block layouts and [`Packing::K4`].
+    /// group `g` (lanes past `n` zero), per-block layouts.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[inline]
-    unsafe fn group_scales(
-        m: &QMat,
-        pk: Packing,
-        r: usize,
-        g: usize,
-        n: usize,
-    ) -> (__m512, __m512) {
+    unsafe fn group_scales(m: &QMat, r: usize, g: usize, n: usize) -> (__m512, __m512) {
         let mask: __mmask16 = if n == GROUP { 0xFFFF } else { (1u16 << n) - 1 };
-        let nb = m.cols / BLOCK;
         let scales = m.scale.as_ptr().add(r * m.scales_per_row());
         let offsets = m.offset.as_ptr().wrapping_add(r * m.scales_per_row());
-        if pk == Packing::K4 {
-            // Two super-blocks of 8 blocks: integer sub-scales times their `d`.
-            let sub = |v: &[u8]| {
-                let p = v.as_ptr().add(r * nb + g) as *const i8;
-                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, p)))
-            };
-            let sup = g / (SUPER / BLOCK);
-            let two = |p: *const u16| {
-                let second = if n > 8 {
-                    f16_val(p.add(sup + 1).read())
-                } else {
-                    0.0
-                };
-                _mm512_mask_blend_ps(
-                    0xFF00,
-                    _mm512_set1_ps(f16_val(p.add(sup).read())),
-                    _mm512_set1_ps(second),
-                )
-            };
-            (
-                _mm512_mul_ps(sub(&m.sub_scale), two(scales)),
-                _mm512_mul_ps(sub(&m.sub_min), two(offsets)),
-            )
-        } else {
-            let sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, scales.add(g) as *const i16));
-            let mv = match m.offset_ratio {
-                Some(ratio) => _mm512_mul_ps(sv, _mm512_set1_ps(ratio)),
-                None => {
-                    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, offsets.add(g) as *const i16))
-                }
-            };
-            (sv, mv)
-        }
+        let sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, scales.add(g) as *const i16));
+        let mv = match m.offset_ratio {
+            Some(ratio) => _mm512_mul_ps(sv, _mm512_set1_ps(ratio)),
+            None => _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, offsets.add(g) as *const i16)),
+        };
+        (sv, mv)
     }
 
     /// The one-token product: activation row `a` against weight rows `start..end`, written to
@@ -1256,7 +1220,13 @@ mod simd {
         match m.packing {
             Packing::U4 => range1_p::<{ Packing::U4 as u8 }>(m, start, end, a, out),
             Packing::U5 => range1_p::<{ Packing::U5 as u8 }>(m, start, end, a, out),
-            Packing::K4 => range1_p::<{ Packing::K4 as u8 }>(m, start, end, a, out),
+            Packing::K4 => {
+                for r in start..end {
+                    let mut o = [0f32];
+                    dot_rows_k4::<1>(m, r, std::slice::from_ref(&a), &mut o);
+                    out.add(r).write(o[0]);
+                }
+            }
             Packing::K6 => {
                 for r in start..end {
                     out.add(r).write(row_k6_x1(m, r, &a));
@@ -1296,6 +1266,63 @@ mod simd {
         let mut o = [0f32];
         dot_rows_k6::<1>(m, r, std::slice::from_ref(a), &mut o);
         o[0]
+    }
+
+    /// [`Packing::K4`] a super-block at a time (the generic loop's groups of 16 blocks span two
+    /// super-blocks and a run-time block count): its 8 scales and mins in half a vector.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn dot_rows_k4<const NT: usize>(
+        m: &QMat,
+        r: usize,
+        acts: &[ActRow<'_>],
+        out: &mut [f32],
+    ) {
+        let nt = NT;
+        let nsup = m.cols / SUPER;
+        let codes = m.codes.as_ptr().add(r * m.row_bytes());
+        let scales = m.scale.as_ptr().add(r * nsup);
+        let mins = m.offset.as_ptr().add(r * nsup);
+        let subs = m.sub_scale.as_ptr().add(r * nsup * 8);
+        let sub_mins = m.sub_min.as_ptr().add(r * nsup * 8);
+        let idx: [__m512i; 4] =
+            std::array::from_fn(|j| _mm512_loadu_si512(PAIRS[j].as_ptr() as *const _));
+        let mut acc = [(_mm512_setzero_ps(), _mm512_setzero_ps()); NT];
+        let mut accm = [_mm256_setzero_ps(); NT];
+        let eight =
+            |p: *const u8| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const _)));
+        for sb in 0..nsup {
+            let sv = _mm256_mul_ps(
+                eight(subs.add(sb * 8)),
+                _mm256_set1_ps(f16_val(scales.add(sb).read())),
+            );
+            let mv = _mm256_mul_ps(
+                eight(sub_mins.add(sb * 8)),
+                _mm256_set1_ps(f16_val(mins.add(sb).read())),
+            );
+            let mut s = [_mm512_setzero_ps(); NT];
+            for t in 0..nt {
+                let ad = _mm256_loadu_ps(acts[t].d.as_ptr().add(sb * 8));
+                s[t] = _mm512_castps256_ps512(_mm256_mul_ps(sv, ad));
+                let xs = _mm256_loadu_ps(acts[t].sum.as_ptr().add(sb * 8));
+                accm[t] = _mm256_fmadd_ps(mv, xs, accm[t]);
+            }
+            for c in 0..2 {
+                let col = sb * SUPER + c * 128;
+                _mm_prefetch::<_MM_HINT_T0>(codes.wrapping_add(col / 2 + AHEAD) as *const i8);
+                let (lo, hi) = nibbles(Packing::K4, codes, std::ptr::null(), col / 128);
+                for t in 0..nt {
+                    let q = acts[t].q.as_ptr().add(col);
+                    acc[t] = dot128(acc[t], (lo, hi), q, (idx[2 * c], idx[2 * c + 1]), s[t]);
+                }
+            }
+        }
+        for t in 0..nt {
+            let (a0, a1) = acc[t];
+            let m = _mm512_castps256_ps512(accm[t]);
+            let m = _mm512_maskz_mov_ps(0x00FF, m);
+            out[t] = _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(a0, a1), m));
+        }
     }
 
     /// [`Packing::K6`]: per super-block, 16 sub-block scales in one vector.
