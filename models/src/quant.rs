@@ -721,21 +721,17 @@ impl QMat {
         }
     }
 
-    /// As [`QMat::matmul`], on `team` when `x` is a few rows (a generated token): one
-    /// contiguous span of rows a thread, so that each streams one run of memory. Tasks of 32 KB
-    /// taken in turn from a shared counter broke every thread's stream every 32 KB (the
-    /// hardware prefetcher starting over, the software prefetch running into the other
-    /// thread's rows): 1.5B generation at two threads 24.4 → 27.7 tok/s on an AMD EPYC.
-    /// Many rows go to rayon.
+    /// As [`QMat::matmul`], on `team` when `x` is a few rows (a generated token), split as
+    /// [`Split`] says. Many rows go to rayon.
     pub fn matmul_on(&self, x: &QActs, out: &mut [f32], team: &Team) {
         if !x.tiles.is_empty() || team.threads() == 1 {
             return self.matmul(x, out);
         }
         self.check_shapes(x, out);
-        let chunk = self.rows.div_ceil(team.threads());
+        let split = Split::new(self.rows, team.threads(), self.bytes() / self.rows.max(1));
         let dst = crate::dense::SyncPtr(out.as_mut_ptr());
-        team.run(self.rows.div_ceil(chunk), &|i| {
-            let (start, end) = (i * chunk, ((i + 1) * chunk).min(self.rows));
+        team.run(split.tasks(), &|i| {
+            let (start, end) = split.range(i);
             // SAFETY: as in `matmul`: task `i` alone writes columns `start..end`.
             unsafe { self.rows_into(x, start, end, dst, self.rows) };
         });
@@ -896,6 +892,56 @@ impl QMat {
                 acc += sc * a.d[b] * dot as f32 - of * xsum;
             }
             *o = acc;
+        }
+    }
+}
+
+/// How [`QMat::matmul_on`] splits a one-token product among a team: the first seven eighths of
+/// the rows in one contiguous span a thread, so that each streams one run of memory (tasks of
+/// 32 KB taken in turn from a shared counter broke every thread's stream every 32 KB, the
+/// hardware prefetcher starting over and the software prefetch running into the other
+/// thread's rows: 1.5B generation at two threads 24.4 → 27.7 tok/s on an AMD EPYC, with the
+/// rows split evenly), then the last eighth in pieces of [`Split::PIECE_BYTES`] that whichever
+/// thread is ahead takes, so that a thread slowed by the machine's other load does not keep
+/// the rest waiting.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    rows: usize,
+    /// Rows in the spans (`span` a task, the last shorter).
+    head: usize,
+    span: usize,
+    head_tasks: usize,
+    piece: usize,
+}
+
+impl Split {
+    const PIECE_BYTES: usize = 64 << 10;
+
+    fn new(rows: usize, threads: usize, row_bytes: usize) -> Split {
+        let tail = rows / 8;
+        let piece = (Self::PIECE_BYTES / row_bytes.max(1)).clamp(1, tail.max(1));
+        let head = rows - tail;
+        let span = head.div_ceil(threads.max(1)).max(1);
+        Split {
+            rows,
+            head,
+            span,
+            head_tasks: head.div_ceil(span),
+            piece,
+        }
+    }
+
+    fn tasks(&self) -> usize {
+        self.head_tasks + (self.rows - self.head).div_ceil(self.piece)
+    }
+
+    /// Task `i`'s rows.
+    fn range(&self, i: usize) -> (usize, usize) {
+        if i < self.head_tasks {
+            (i * self.span, ((i + 1) * self.span).min(self.head))
+        } else {
+            let start = self.head + (i - self.head_tasks) * self.piece;
+            (start, (start + self.piece).min(self.rows))
         }
     }
 }
@@ -1600,6 +1646,32 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_team_split_covers_every_row_once_in_order() {
+        for &(rows, threads, row_bytes) in &[
+            (1536, 2, 864),
+            (151_936, 2, 1260),
+            (8960, 3, 864),
+            (7, 2, 100),
+            (1, 4, 100),
+            (9, 16, 1 << 20),
+        ] {
+            let s = Split::new(rows, threads, row_bytes);
+            let mut next = 0;
+            for i in 0..s.tasks() {
+                let (a, b) = s.range(i);
+                assert!(
+                    a == next && b > a,
+                    "{rows} rows, {threads} threads: task {i} is {a}..{b}"
+                );
+                next = b;
+            }
+            assert_eq!(next, rows);
+            // One span a thread before the shared pieces.
+            assert!(s.head_tasks <= threads);
         }
     }
 
