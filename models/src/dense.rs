@@ -157,31 +157,6 @@ fn fast_erf(x: f32) -> f32 {
     y.copysign(x)
 }
 
-/// `Σ a·b`.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    #[cfg(target_arch = "x86_64")]
-    if wide() {
-        // SAFETY: the CPU has the features `wide` checks; lengths are equal (asserted).
-        return unsafe { simd::dot(a, b) };
-    }
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// `y += a·x`.
-pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    assert_eq!(y.len(), x.len());
-    #[cfg(target_arch = "x86_64")]
-    if wide() {
-        // SAFETY: the CPU has the features `wide` checks; lengths are equal (asserted).
-        unsafe { simd::axpy(y, a, x) };
-        return;
-    }
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
-
 /// `out = silu(g) · u` (a gated feed-forward's activation).
 pub(crate) fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
     assert!(g.len() == u.len() && u.len() == out.len());
@@ -365,39 +340,6 @@ mod simd {
     }
 
     /// # Safety
-    /// AVX-512 F; `y` and `x` have the same length.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-        let n = y.len();
-        let av = _mm512_set1_ps(a);
-        let mut i = 0;
-        while i < n {
-            let m = tail_mask(n - i);
-            let yv = _mm512_maskz_loadu_ps(m, y.as_ptr().add(i));
-            let xv = _mm512_maskz_loadu_ps(m, x.as_ptr().add(i));
-            _mm512_mask_storeu_ps(y.as_mut_ptr().add(i), m, _mm512_fmadd_ps(av, xv, yv));
-            i += 16;
-        }
-    }
-
-    /// # Safety
-    /// AVX-512 F; `a` and `b` have the same length.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len();
-        let mut acc = _mm512_setzero_ps();
-        let mut i = 0;
-        while i < n {
-            let m = tail_mask(n - i);
-            let x = _mm512_maskz_loadu_ps(m, a.as_ptr().add(i));
-            let y = _mm512_maskz_loadu_ps(m, b.as_ptr().add(i));
-            acc = _mm512_fmadd_ps(x, y, acc);
-            i += 16;
-        }
-        _mm512_reduce_add_ps(acc)
-    }
-
-    /// # Safety
     /// AVX-512 F; the three slices have the same length.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
@@ -531,17 +473,6 @@ mod tests {
             );
         }
         assert_eq!(fast_exp(-1000.0), fast_exp(-87.0));
-    }
-
-    #[test]
-    fn dot_and_axpy_match_plain_loops() {
-        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.25 - 3.0).collect();
-        let b: Vec<f32> = (0..37).map(|i| 2.0 - i as f32 * 0.1).collect();
-        let want: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - want).abs() < 1e-4);
-        let mut y = b.clone();
-        axpy(&mut y, 0.5, &a);
-        assert!((y[36] - (b[36] + 0.5 * a[36])).abs() < 1e-6);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::io::{Read, Seek};
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::attend;
@@ -85,8 +87,8 @@ struct Layer {
     down: Proj,
 }
 
-/// Keys and values of one layer, `[position][kv head][head dim]`.
-pub(crate) type LayerKv = (Vec<f32>, Vec<f32>);
+/// Keys and values of one layer, `[position][kv head][head dim]`, in f16 (see `attend`).
+pub(crate) type LayerKv = (Vec<f16>, Vec<f16>);
 
 pub(crate) struct FastDecoder {
     arch: Arch,
@@ -290,8 +292,11 @@ impl FastDecoder {
                 for head in q.chunks_mut(hd).chain(k.chunks_mut(hd)) {
                     self.rope(head, pos + i);
                 }
-                kc.extend_from_slice(k);
-                vc.extend_from_slice(v);
+                for (cache, new) in [(&mut *kc, &*k), (&mut *vc, &*v)] {
+                    let at = cache.len();
+                    cache.resize(at + new.len(), f16::ZERO);
+                    cache[at..].convert_from_f32_slice(new);
+                }
             }
             self.attention(&a, row, t, pos, kc, vc, &mut ctx);
             acts.fill(&ctx, t, q_w);
@@ -363,8 +368,8 @@ impl FastDecoder {
         row: usize,
         t: usize,
         pos: usize,
-        kc: &[f32],
-        vc: &[f32],
+        kc: &[f16],
+        vc: &[f16],
         ctx: &mut [f32],
     ) {
         let (hd, nh, nkv) = (self.head_dim, self.n_head, self.n_kv_head);
@@ -408,6 +413,14 @@ impl FastDecoder {
             });
             return;
         }
+        // Many queries (a prompt): the products run on f32 copies of the cache (converted once
+        // a layer and chunk, a small cost beside the products).
+        let widen = |c: &[f16]| {
+            let mut w = vec![0f32; c.len()];
+            c.convert_to_f32_slice(&mut w);
+            w
+        };
+        let (kc, vc) = (&widen(kc)[..], &widen(vc)[..]);
         let per_head = |head: usize| {
             let kvh = head / group;
             let mut scores = vec![0f32; t * total];
