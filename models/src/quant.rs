@@ -6,7 +6,10 @@
 //! converts exactly), [`Packing::U5`] (the same plus a plane of fifth bits: Q5_0) and
 //! [`Packing::U8`] (one code a byte: Q8_0; any other type is re-quantised to 8 bits per
 //! block) — and the k-quant ones, which keep llama.cpp's two-level scales so that a token
-//! reads no more bytes than the GGUF holds: [`Packing::K4`] (Q4_K) and [`Packing::K6`] (Q6_K).
+//! reads about the bytes the GGUF holds: [`Packing::K4`] (Q4_K; 148 bytes per 256 weights
+//! against the file's 144, the 6-bit sub-block scales and mins one a byte: unpacking the file's
+//! 12 bytes in the one-token kernel cost more time on one thread than the 4 bytes saved) and
+//! [`Packing::K6`] (Q6_K, the file's 210 bytes).
 //! Activations are quantised per block of 32 to `i8` with an f32 scale, and the sums of each
 //! block and half-block are kept, so `dot = Σ s·d·Σ u·q − Σ m·d·Σ q`: unsigned codes times
 //! signed activations is exactly what AVX-512 VNNI's `vpdpbusd` multiplies, 64 products an
